@@ -7,6 +7,7 @@ an MLP for the 2-D toys and the 8x8 digits, a small U-Net for 28x28 MNIST-5k.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -17,7 +18,14 @@ from tessera.data import TOY2D_NAMES, digits, mnist5k, toy2d
 from tessera.flows.training import FlowMatchingConfig, TrainResult, train_flow
 from tessera.nn import TimeMLP, TimeMLPConfig, UNet, UNetConfig
 
-__all__ = ["DATASET_NAMES", "TrainingData", "default_model", "load_training_data", "train_on"]
+__all__ = [
+    "DATASET_NAMES",
+    "TrainingData",
+    "default_model",
+    "load_flow",
+    "load_training_data",
+    "train_on",
+]
 
 DATASET_NAMES: tuple[str, ...] = (*TOY2D_NAMES, "digits", "mnist5k")
 Arch = Literal["auto", "mlp", "unet"]
@@ -160,3 +168,31 @@ def train_on(
         model, x, config, labels=data.y if class_conditional else None, metadata=meta
     )
     return result, data
+
+
+def load_flow(ckpt: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a flow written by :func:`train_on` / ``tessera flows train``.
+
+    Args:
+        ckpt: the training output directory (holding ``model/``) or the model directory.
+
+    Returns:
+        ``(model, facts)`` with the facts stored at training time (``sample_shape``,
+        ``image_shape``, ``dataset``, ``class_conditional``, ``flow``, ``schedule``).
+
+    Raises:
+        ValidationError: if no model is found there, or it lacks ``sample_shape``.
+    """
+    from tessera.errors import ValidationError
+    from tessera.nn import load_model
+
+    path = Path(ckpt)
+    if (path / "model" / "config.json").exists():
+        path = path / "model"
+    loaded = load_model(path)
+    if "sample_shape" not in loaded.extra:
+        raise ValidationError(
+            f"{path} holds a model without 'sample_shape'; train it with tessera flows train "
+            "or save it with extra={'sample_shape': [...]}"
+        )
+    return loaded.model, dict(loaded.extra)

@@ -291,7 +291,9 @@ def _load_checkpoint(
 def _as_data(
     data: Tensor | np.ndarray, labels: Tensor | np.ndarray | None
 ) -> tuple[Tensor, Tensor | None]:
-    x = torch.as_tensor(np.asarray(data) if not isinstance(data, Tensor) else data)
+    x = (
+        data if isinstance(data, Tensor) else torch.from_numpy(np.array(data))
+    )  # copy: inputs may be read-only
     if x.ndim < 2 or x.shape[0] < 1:
         raise ShapeError(f"data must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -299,7 +301,7 @@ def _as_data(
     check_finite("data", x)
     y = None
     if labels is not None:
-        y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
+        y = labels if isinstance(labels, Tensor) else torch.from_numpy(np.array(labels))
         if y.shape != (x.shape[0],):
             raise ShapeError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
         y = y.long()
