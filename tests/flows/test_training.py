@@ -25,7 +25,7 @@ def _tiny(num_classes: int | None = None) -> TimeMLP:
     return TimeMLP(TimeMLPConfig(dim=2, hidden=32, depth=2, num_classes=num_classes))
 
 
-class _Interrupt(Exception):
+class _InterruptError(Exception):
     pass
 
 
@@ -41,9 +41,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, coupling: str) -> Non
 
     def kill_at_25(step: int, loss: float) -> None:
         if step == 25:
-            raise _Interrupt
+            raise _InterruptError
 
-    with pytest.raises(_Interrupt):
+    with pytest.raises(_InterruptError):
         train_flow(
             _tiny(3),
             data,
