@@ -28,7 +28,7 @@ def as_rng(rng: int | np.random.Generator | np.random.SeedSequence | None) -> np
         ValidationError: for any other type (the legacy ``RandomState`` included).
 
     Example:
-        >>> as_rng(0).integers(10) == as_rng(0).integers(10)
+        >>> bool(as_rng(0).integers(10) == as_rng(0).integers(10))
         True
     """
     if isinstance(rng, np.random.RandomState):

@@ -21,7 +21,7 @@ Example:
     >>> import torch
     >>> gmf = GaussianMixtureFlow([1.0], [[0.0]], [[[4.0]]])
     >>> x = torch.tensor([[1.0]], dtype=torch.float64)
-    >>> gmf.velocity(x, torch.tensor([0.5], dtype=torch.float64)).item()  # (4t-(1-t))/(4t^2+(1-t)^2) x
+    >>> round(gmf.velocity(x, torch.tensor([0.5], dtype=torch.float64)).item(), 12)  # (4t-(1-t))/(4t^2+(1-t)^2) x
     1.2
 """
 
