@@ -98,10 +98,12 @@ def sample(
     grid = uniform_grid(steps, dtype=param.dtype).to(param.device)
     was_training = model.training
     model.eval()
+    # all source noise is drawn at once so that batch_size does not change the samples
+    noise = torch.randn((n, *shape), generator=gen, dtype=param.dtype)
     out = []
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
-        x0 = torch.randn((hi - lo, *shape), generator=gen, dtype=param.dtype).to(param.device)
+        x0 = noise[lo:hi].to(param.device)
         v = guided_velocity(model, None if y is None else y[lo:hi].to(param.device), guidance)
         out.append(solve_ode(v, x0, grid, method=method))
     model.train(was_training)
