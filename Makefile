@@ -25,6 +25,7 @@ demo: $(VENV)/.stamp-all
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -m "not slow and not gpu" -q

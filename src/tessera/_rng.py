@@ -36,7 +36,9 @@ def as_rng(rng: int | np.random.Generator | np.random.SeedSequence | None) -> np
             "rng must be None, an int, a SeedSequence or a numpy Generator, got a legacy "
             "RandomState; pass np.random.default_rng(seed) instead"
         )
-    if rng is None or isinstance(rng, int | np.integer | np.random.SeedSequence | np.random.Generator):
+    if rng is None or isinstance(
+        rng, int | np.integer | np.random.SeedSequence | np.random.Generator
+    ):
         return np.random.default_rng(rng)
     raise ValidationError(
         f"rng must be None, an int, a SeedSequence or a numpy Generator, got {type(rng).__name__}"
@@ -69,7 +71,11 @@ def as_generator(generator: Any, *, device: Any = None) -> torch.Generator:
         return generator
     if generator is None or isinstance(generator, int | np.integer):
         g = torch.Generator(device=device if device is not None else "cpu")
-        seed = int(generator) if generator is not None else int(np.random.SeedSequence().entropy % 2**63)
+        seed = (
+            int(generator)
+            if generator is not None
+            else int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+        )
         g.manual_seed(seed)
         return g
     raise ValidationError(

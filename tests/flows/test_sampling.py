@@ -45,7 +45,7 @@ def test_bad_input() -> None:
         guided_velocity(mc, torch.zeros(2, dtype=torch.long), -1.0)
     with pytest.raises(ValidationError, match=r"\[0, 2\]"):
         guided_velocity(mc, torch.tensor([5]))
-    with pytest.raises(ShapeError, match="steps|shape"):
+    with pytest.raises(ShapeError, match=r"shape"):
         sample(m, 2, (3,))  # model expects 2 features
     v = change_schedule(GaussianMixtureFlow([1.0], [[0.0]], [[[1.0]]]).velocity, CondOT(), CondOT())
     with pytest.raises(NonFiniteError, match="x"):

@@ -125,7 +125,7 @@ def _split(
     x_tr, x_te, y_tr, y_te = model_selection.train_test_split(
         x, y, test_size=test_size, stratify=y, random_state=seed
     )
-    arrays = [
+    arrays: list[np.ndarray] = [
         np.ascontiguousarray(x_tr, dtype=np.float32),
         np.ascontiguousarray(y_tr, dtype=np.int64),
         np.ascontiguousarray(x_te, dtype=np.float32),

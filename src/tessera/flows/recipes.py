@@ -74,7 +74,7 @@ def load_training_data(name: str, *, n_toy: int = 20_000, seed: int = 0) -> Trai
         x=np.asarray(ds.train_x, dtype=np.float32),
         y=np.asarray(ds.train_y),
         sample_shape=(int(np.prod(ds.image_shape)),),
-        image_shape=tuple(ds.image_shape),
+        image_shape=(int(ds.image_shape[0]), int(ds.image_shape[1])),
     )
 
 
@@ -100,21 +100,21 @@ def default_model(
     if name in TOY2D_NAMES:
         if arch == "unet":
             check_choice("arch (for 2-D toy data)", arch, ("auto", "mlp"))
-        model = TimeMLP(TimeMLPConfig(dim=2, hidden=256, depth=3, num_classes=num_classes))
-        return model, FlowMatchingConfig(steps=3000, batch_size=512, lr=2e-3)
+        mlp = TimeMLP(TimeMLPConfig(dim=2, hidden=256, depth=3, num_classes=num_classes))
+        return mlp, FlowMatchingConfig(steps=3000, batch_size=512, lr=2e-3)
     side = 8 if name == "digits" else 28
     if arch == "unet" or (arch == "auto" and name == "mnist5k"):
         mults = (1, 2) if side == 8 else (1, 2, 2) if side % 4 == 0 else (1, 2)
-        model = UNet(
+        unet = UNet(
             UNetConfig(
                 image_size=side, base_channels=32, channel_mults=mults, num_classes=num_classes
             )
         )
-        return model, FlowMatchingConfig(steps=4000, batch_size=64, lr=1e-3)
-    model = TimeMLP(
+        return unet, FlowMatchingConfig(steps=4000, batch_size=64, lr=1e-3)
+    mlp = TimeMLP(
         TimeMLPConfig(dim=side * side, hidden=512, depth=3, time_dim=128, num_classes=num_classes)
     )
-    return model, FlowMatchingConfig(steps=6000, batch_size=256, lr=1e-3)
+    return mlp, FlowMatchingConfig(steps=6000, batch_size=256, lr=1e-3)
 
 
 def train_on(
@@ -157,7 +157,8 @@ def train_on(
     config = replace(config, seed=seed, **overrides)
     x = data.x
     if isinstance(model, UNet):
-        x = x.reshape(-1, 1, *data.image_shape)  # (n, 1, H, W)
+        h, w = data.image_shape or (0, 0)
+        x = x.reshape(-1, 1, h, w)  # (n, 1, H, W)
     meta = {
         "dataset": name,
         "sample_shape": list(x.shape[1:]),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -171,7 +171,7 @@ class Schedule(ABC):
         Returns:
             ``{"name": ..., **parameters}``.
         """
-        params = asdict(self) if hasattr(self, "__dataclass_fields__") else {}
+        params: dict[str, Any] = asdict(self) if is_dataclass(self) else {}  # type: ignore[call-overload]
         return {"name": self.name, **params}
 
     # ---- conversions between parametrisations ------------------------------------------

@@ -341,6 +341,7 @@ def train_flow(
     """
     x_all, y_all = _as_data(data, labels)
     n_classes = _num_classes(model)
+    null_label = n_classes if n_classes is not None else 0
     if y_all is not None:
         if n_classes is None:
             raise ValidationError(
@@ -361,7 +362,8 @@ def train_flow(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema = EMA(model, decay=config.ema_decay) if config.ema_decay > 0 else None
     root = Path(config.out_dir) if config.out_dir is not None else None
-    start, history = 0, {"step": [], "loss": []}
+    start = 0
+    history: dict[str, list[float]] = {"step": [], "loss": []}
     if config.resume and root is not None:
         restored = _load_checkpoint(root, model, ema, opt, gen)
         if restored is not None:
@@ -390,7 +392,7 @@ def train_flow(
         if y_all is not None:
             y = y_all[idx]
             drop = torch.rand(config.batch_size, generator=gen).to(y.device) < config.cfg_dropout
-            y = torch.where(drop, torch.full_like(y, n_classes), y)
+            y = torch.where(drop, torch.full_like(y, null_label), y)
         for group in opt.param_groups:
             group["lr"] = _lr_at(config, step - 1)
         loss = flow_matching_loss(model, x1, x0, t, schedule, y)

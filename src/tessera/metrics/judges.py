@@ -96,7 +96,9 @@ def _check_alpha(name: str, value: Any) -> None:
 
 def _check_random_state(name: str, value: Any) -> None:
     ok = value is None or isinstance(value, np.random.RandomState)
-    ok = ok or (isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0)
+    ok = ok or bool(
+        isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
+    )
     if not ok:
         raise ValidationError(
             f"{name} must be None, a non-negative int or a numpy RandomState (it is passed to "

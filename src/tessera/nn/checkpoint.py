@@ -475,7 +475,7 @@ def save_model(
     payload = {
         "format": FORMAT,
         "model_class": name,
-        "model_config": config.to_dict(),
+        "model_config": config.to_dict(),  # type: ignore[attr-defined]  # registered configs have to_dict
         "extra": dict(extra) if extra is not None else {},
         "tessera_version": tessera.__version__,
     }
@@ -567,7 +567,7 @@ def load_model(
             f"registered: {', '.join(sorted(_REGISTRY))} (see tessera.nn.register_model)"
         )
     model_cls, config_cls = _REGISTRY[name]
-    config = config_cls.from_dict(cfg["model_config"])
+    config = config_cls.from_dict(cfg["model_config"])  # type: ignore[attr-defined]
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ValidationError(f"{str(weights_path)!r} is missing")

@@ -71,8 +71,8 @@ class EMA:
             else:
                 s.copy_(p)
         self._zip_check(self.module.named_buffers(), model.named_buffers(), "buffer")
-        for s, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            s.copy_(b)
+        for sb, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            sb.copy_(b)
 
     @staticmethod
     def _zip_check(shadow: object, live: object, what: str) -> None:

@@ -118,6 +118,7 @@ class TimeEmbedding(nn.Module):
             ShapeError: if ``t`` is not one-dimensional.
         """
         w = self.mlp[0].weight
+        assert isinstance(w, Tensor)  # internal invariant: the first layer is a Linear
         feats = sinusoidal_embedding(t.to(w.dtype), self.freq_dim, max_period=self.max_period)
         return self.mlp(feats)
 

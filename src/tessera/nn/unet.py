@@ -244,7 +244,7 @@ class UNet(nn.Module):
         h = self.conv_in(h)  # (B, base, H, W)
         skips = []
         for i, blocks in enumerate(self.down):
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]  # a ModuleList
                 h = block(h, emb)
             skips.append(h)
             if i < len(self.downsample):
@@ -253,7 +253,7 @@ class UNet(nn.Module):
             h = block(h, emb)
         for j, blocks in enumerate(self.up):
             h = torch.cat([h, skips.pop()], dim=1)  # (B, 2 ch, h, w)
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]  # a ModuleList
                 h = block(h, emb)
             if j < len(self.upsample):
                 h = self.upsample[j](h)  # (B, ch_prev, 2h, 2w)

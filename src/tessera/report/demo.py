@@ -87,7 +87,7 @@ def _digits(out: Path, steps: int, seed: int, progress: bool, rep: Report) -> di
 
     test_x = np.asarray(digits(seed=seed).test_x)
     nn_test = _nearest_distance(test_x, data.x)
-    metrics = {
+    metrics: dict[str, Any] = {
         "train_steps": steps,
         "train_seconds": round(train_s, 1),
         "n": n,
