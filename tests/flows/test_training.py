@@ -10,6 +10,7 @@ from torch import nn
 from tessera.data import toy2d
 from tessera.errors import (
     ShapeError,
+    TesseraWarning,
     TrainingDivergedError,
     UnsupportedError,
     ValidationError,
@@ -68,6 +69,14 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, coupling: str) -> Non
     # only the two latest checkpoints are kept, and no temporary directories
     names = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
     assert names == ["LATEST", "step_00000020", "step_00000030"]
+    # resuming with changed settings warns; a longer run (more steps) does not
+    with pytest.warns(TesseraWarning, match="lr"):
+        train_flow(
+            _tiny(3),
+            data,
+            FlowMatchingConfig(out_dir=str(tmp_path / "b"), resume=True, **{**common, "lr": 0.1}),
+            labels=labels,
+        )
 
 
 def test_final_model_round_trips(tmp_path) -> None:

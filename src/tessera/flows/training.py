@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -43,7 +44,7 @@ from tessera._validate import (
     check_positive,
     check_positive_int,
 )
-from tessera.errors import ShapeError, TrainingDivergedError, ValidationError
+from tessera.errors import ShapeError, TesseraWarning, TrainingDivergedError, ValidationError
 from tessera.flows.schedules import Schedule, schedule_from_dict
 from tessera.nn import EMA, atomic_write_text, load_tensors, save_model, save_tensors
 from tessera.nn.checkpoint import load_model
@@ -271,6 +272,7 @@ def _load_checkpoint(
     ema: EMA | None,
     opt: torch.optim.Optimizer,
     gen: torch.Generator,
+    config: FlowMatchingConfig,
 ) -> tuple[int, dict[str, list[float]]] | None:
     latest = root / "checkpoints" / "LATEST"
     if not latest.exists():
@@ -281,6 +283,16 @@ def _load_checkpoint(
     if ema is not None:
         ema.module.load_state_dict(load_model(ck / "ema").model.state_dict())
     trainer = json.loads((ck / "trainer.json").read_text())
+    saved = trainer.get("config", {})
+    free = {"steps", "progress", "resume", "out_dir", "log_every", "checkpoint_every"}
+    changed = sorted(k for k, v in config.to_dict().items() if k not in free and saved.get(k) != v)
+    if changed:
+        warnings.warn(
+            f"resuming {ck} with settings that differ from the checkpoint's: {changed}; "
+            "the run will not reproduce an uninterrupted one",
+            TesseraWarning,
+            stacklevel=3,
+        )
     tensors = load_tensors(ck / "trainer.safetensors")
     gen.set_state(tensors.pop("rng_state"))
     _optimizer_load(opt, tensors, trainer)
@@ -365,7 +377,7 @@ def train_flow(
     start = 0
     history: dict[str, list[float]] = {"step": [], "loss": []}
     if config.resume and root is not None:
-        restored = _load_checkpoint(root, model, ema, opt, gen)
+        restored = _load_checkpoint(root, model, ema, opt, gen, config)
         if restored is not None:
             start, history = restored
             log.info("resumed from step %d in %s", start, root)
