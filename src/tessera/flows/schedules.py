@@ -171,7 +171,7 @@ class Schedule(ABC):
         Returns:
             ``{"name": ..., **parameters}``.
         """
-        params: dict[str, Any] = asdict(self) if is_dataclass(self) else {}  # type: ignore[call-overload]
+        params: dict[str, Any] = asdict(self) if is_dataclass(self) else {}
         return {"name": self.name, **params}
 
     # ---- conversions between parametrisations ------------------------------------------
