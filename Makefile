@@ -20,7 +20,6 @@ $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 
 demo: $(VENV)/.stamp-all
 	$(VENV)/bin/tessera demo --out runs/demo
-	@echo "report: $(CURDIR)/runs/demo/report.html"
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks examples
