@@ -16,6 +16,10 @@ _EXTRA_OF = {
     "sklearn": "flows",
     "mlxtend": "flows",
     "matplotlib": "report",
+    "duckdb": "interference",
+    "pandas": "interference",
+    "pyarrow": "interference",
+    "pyspark": "spark",
 }
 
 
