@@ -6,115 +6,18 @@ Exit codes: 0 success, 2 usage errors (bad arguments, invalid values), 1 anythin
 from __future__ import annotations
 
 import argparse
-import io
-import json
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from tessera.errors import TesseraError, ValidationError
+from tessera.errors import TesseraError, UnsupportedError, ValidationError
 
 __all__ = ["build_parser", "main"]
 
 
-def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, default=str))
-    else:
-        print(human)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from tessera.report.demo import run_demo
-
-    results = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
-    toy, dig = results["eight_gaussians"], results["digits"]
-    human = (
-        f"eight_gaussians: W2 {toy['w2_model']:.4f} vs noise floor {toy['w2_noise_floor']:.4f} "
-        f"(ratio {toy['ratio']:.2f})\n"
-        f"digits: judge mean max-prob {dig['mean_max_prob']:.3f}, TVD to uniform "
-        f"{dig['tvd_uniform']:.3f}\n"
-        f"report: {Path(args.out).resolve() / 'report.html'}"
-    )
-    _emit(args, results, human)
-    return 0
-
-
-def _cmd_flows_train(args: argparse.Namespace) -> int:
-    from tessera.flows.recipes import train_on
-
-    overrides: dict[str, Any] = {"out_dir": args.out, "progress": not args.no_progress}
-    for key in ("steps", "batch_size", "lr", "checkpoint_every", "schedule", "coupling"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides[key] = value
-    if args.resume:
-        overrides["resume"] = True
-    result, _ = train_on(
-        args.data,
-        arch=args.arch,
-        class_conditional=args.class_cond,
-        seed=args.seed,
-        **overrides,
-    )
-    hist = result.history
-    payload = {
-        "model_dir": str(result.out_dir),
-        "final_loss": hist["loss"][-1] if hist["loss"] else None,
-        "steps": result.config.steps if result.config else None,
-    }
-    _emit(args, payload, f"trained {args.data}; model written to {result.out_dir}")
-    return 0
-
-
-def _cmd_flows_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from tessera.flows import sample
-    from tessera.flows.recipes import load_flow
-    from tessera.nn import atomic_write_bytes
-
-    model, facts = load_flow(args.ckpt)
-    y = None
-    if args.label is not None:
-        y = torch.full((args.n,), args.label, dtype=torch.long)
-    x = sample(
-        model,
-        args.n,
-        tuple(facts["sample_shape"]),
-        steps=args.steps,
-        method=args.method,
-        y=y,
-        guidance=args.guidance,
-        generator=args.seed,
-    )
-    arr = x.cpu().numpy()
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        raise ValidationError(f"--out must end in .npy, got {str(out)!r}")
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    atomic_write_bytes(out, buf.getvalue())
-    written = [str(out)]
-    if facts.get("image_shape"):
-        from tessera.report.html import image_grid_figure
-
-        h, w = facts["image_shape"]
-        fig = image_grid_figure(arr[:100].reshape(-1, h, w), ncols=10)
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
-        atomic_write_bytes(out.with_suffix(".png"), png.getvalue())
-        written.append(str(out.with_suffix(".png")))
-    payload = {"files": written, "shape": list(arr.shape), "dataset": facts.get("dataset")}
-    _emit(
-        args,
-        payload,
-        f"wrote {arr.shape[0]} samples of shape {arr.shape[1:]} to {', '.join(written)}",
-    )
-    return 0
+# One module per area; each has add_parsers(sub) adding its sub-commands.
+_AREAS: tuple[str, ...] = ("tessera.cli.flows",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,53 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         An ``argparse.ArgumentParser`` with the sub-commands.
     """
     from tessera import __version__
-    from tessera.flows.recipes import DATASET_NAMES
-    from tessera.flows.solvers import ODE_METHODS
 
     p = argparse.ArgumentParser(prog="tessera", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"tessera {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="train and evaluate the demo flows; write an HTML report")
-    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    demo.add_argument("--quick", action="store_true", help="short smoke run")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    demo.add_argument("--json", action="store_true", help="print results as JSON")
-    demo.set_defaults(func=_cmd_demo)
-
-    flows = sub.add_parser("flows", help="flow matching: train and sample").add_subparsers(
-        dest="flows_command", required=True
-    )
-    tr = flows.add_parser("train", help="train a flow on a bundled data set")
-    tr.add_argument("--data", required=True, choices=DATASET_NAMES)
-    tr.add_argument("--out", required=True, help="output directory (checkpoints, model/)")
-    tr.add_argument("--steps", type=int, help="optimiser steps (default: per data set)")
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--lr", type=float)
-    tr.add_argument("--arch", choices=("auto", "mlp", "unet"), default="auto")
-    tr.add_argument("--schedule", choices=("cond_ot", "vp", "cosine"))
-    tr.add_argument("--coupling", choices=("independent", "minibatch_ot"))
-    tr.add_argument("--class-cond", action="store_true", help="condition on labels (CFG dropout)")
-    tr.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--no-progress", action="store_true")
-    tr.add_argument("--json", action="store_true")
-    tr.set_defaults(func=_cmd_flows_train)
-
-    sa = flows.add_parser("sample", help="sample a trained flow to a .npy file (and a PNG grid)")
-    sa.add_argument("--ckpt", required=True, help="training output directory or its model/")
-    sa.add_argument("--n", type=int, required=True)
-    sa.add_argument("--out", required=True, help="output .npy file")
-    sa.add_argument("--steps", type=int, default=100)
-    sa.add_argument("--method", choices=ODE_METHODS, default="midpoint")
-    sa.add_argument("--label", type=int, help="class label (class-conditional flows)")
-    sa.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight")
-    sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--json", action="store_true")
-    sa.set_defaults(func=_cmd_flows_sample)
+    for area in _AREAS:
+        importlib.import_module(area).add_parsers(sub)
     return p
 
 
@@ -195,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except ValidationError as exc:
+    except (ValidationError, UnsupportedError) as exc:
         print(f"tessera: error: {exc}", file=sys.stderr)
         return 2
     except (TesseraError, ImportError, OSError) as exc:

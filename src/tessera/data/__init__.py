@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
-from tessera.data.images import ImageDataset, digits, mnist5k
+from tessera.data.images import IMAGE_DATASET_NAMES, ImageDataset, digits, mnist5k
 from tessera.data.toy import TOY2D_NAMES, eight_gaussians_params, toy2d
 
 __all__ = [
+    "IMAGE_DATASET_NAMES",
     "TOY2D_NAMES",
     "ImageDataset",
     "digits",

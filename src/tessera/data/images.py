@@ -24,7 +24,9 @@ from tessera._optional import require
 from tessera._validate import check_choice, check_positive_int
 from tessera.errors import ShapeError, ValidationError
 
-__all__ = ["ImageDataset", "digits", "mnist5k"]
+__all__ = ["IMAGE_DATASET_NAMES", "ImageDataset", "digits", "mnist5k"]
+
+IMAGE_DATASET_NAMES: tuple[str, ...] = ("digits", "mnist5k")
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

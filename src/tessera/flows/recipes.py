@@ -14,7 +14,7 @@ import numpy as np
 from torch import nn
 
 from tessera._validate import check_choice
-from tessera.data import TOY2D_NAMES, digits, mnist5k, toy2d
+from tessera.data import IMAGE_DATASET_NAMES, TOY2D_NAMES, digits, mnist5k, toy2d
 from tessera.flows.training import FlowMatchingConfig, TrainResult, train_flow
 from tessera.nn import TimeMLP, TimeMLPConfig, UNet, UNetConfig
 
@@ -27,7 +27,7 @@ __all__ = [
     "train_on",
 ]
 
-DATASET_NAMES: tuple[str, ...] = (*TOY2D_NAMES, "digits", "mnist5k")
+DATASET_NAMES: tuple[str, ...] = (*TOY2D_NAMES, *IMAGE_DATASET_NAMES)
 Arch = Literal["auto", "mlp", "unet"]
 
 
