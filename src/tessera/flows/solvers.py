@@ -182,7 +182,11 @@ def solve_ode(
                 return velocity_fn(y, s.to(y.dtype).expand(B))
 
             grid = torch.as_tensor(times, dtype=x0.dtype, device=x0.device)
-            states = odeint(func, x0, grid, method="dopri5", atol=atol, rtol=rtol)
+            # step_t makes the adaptive stepper land on every grid time instead of stepping
+            # past the last one and interpolating: the velocity is only defined on [0, 1]
+            states = odeint(
+                func, x0, grid, method="dopri5", atol=atol, rtol=rtol, options={"step_t": grid}
+            )
             if not differentiable:
                 states = states.detach()
             return Trajectory(grid, states) if record else states[-1]
