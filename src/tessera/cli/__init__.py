@@ -17,7 +17,7 @@ __all__ = ["build_parser", "main"]
 
 
 # One module per area; each has add_parsers(sub) adding its sub-commands.
-_AREAS: tuple[str, ...] = ("tessera.cli.flows",)
+_AREAS: tuple[str, ...] = ("tessera.cli.flows", "tessera.cli.gshm")
 
 
 def build_parser() -> argparse.ArgumentParser:
