@@ -17,7 +17,11 @@ __all__ = ["build_parser", "main"]
 
 
 # One module per area; each has add_parsers(sub) adding its sub-commands.
-_AREAS: tuple[str, ...] = ("tessera.cli.flows", "tessera.cli.gshm")
+_AREAS: tuple[str, ...] = (
+    "tessera.cli.flows",
+    "tessera.cli.inverse",
+    "tessera.cli.gshm",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
