@@ -45,13 +45,16 @@ def test_ot_ode_samples_the_exact_posterior(seed: int) -> None:
     mean_err, cov_err = _errors(x, mu, C)
     assert mean_err < 0.03, mean_err
     assert cov_err < 0.05, cov_err
-    # the warm start's bias is reported, not asserted: it must be visible but bounded
+
+
+@pytest.mark.slow
+def test_ot_ode_warm_start_bias_is_reported(seed: int) -> None:
+    # the warm start t' = 0.2 is biased for this exact problem (notes: ~0.07); reported
+    gmf, op, y, mu, C = _problem(seed)
     x = ot_ode(gmf.velocity, CondOT(), op, y, 0.1, start_time=0.2, steps=200, generator=seed)
     _, cov_err_warm = _errors(x, mu, C)
-    print(
-        f"start_time=0.2: covariance relative error {cov_err_warm:.3f} (start 0.005: {cov_err:.3f})"
-    )
-    assert cov_err_warm < 0.15
+    print(f"start_time=0.2: covariance relative error {cov_err_warm:.3f}")
+    assert 0.02 < cov_err_warm < 0.15
 
 
 def test_pigdm_vp_on_a_converted_epsilon_model_matches_ot_ode(seed: int) -> None:
@@ -62,7 +65,7 @@ def test_pigdm_vp_on_a_converted_epsilon_model_matches_ot_ode(seed: int) -> None
     def eps(x, s):
         return -VP().beta(s)[:, None] * gvp.score(x, s)
 
-    x = pigdm_vp(eps, op, y, 0.1, start_time=0.05, steps=200, generator=seed)
+    x = pigdm_vp(eps, op, y, 0.1, start_time=0.05, steps=100, generator=seed)
     mean_err, cov_err = _errors(x, mu, C)
     assert mean_err < 0.06 and cov_err < 0.12, (mean_err, cov_err)
 
