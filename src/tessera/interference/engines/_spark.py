@@ -1,0 +1,528 @@
+"""The Spark engine: the same joins and GROUP BYs as the DuckDB engine, on DataFrames.
+
+Column names are referenced with back-quoted identifiers through the DataFrame API,
+never pasted into SQL text. A session created here is local and loopback-only
+(``SPARK_LOCAL_IP``, ``spark.driver.host`` and ``spark.driver.bindAddress`` are
+127.0.0.1, the UI is off).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tessera._optional import require
+from tessera.errors import ValidationError
+from tessera.interference.engines._base import (
+    Columns,
+    GraphStats,
+    RandomizationSums,
+    UnitStats,
+    check_columns,
+    raise_problems,
+)
+from tessera.interference.engines._io import table_kind
+
+__all__ = ["SparkEngine", "local_session"]
+
+_NUMERIC = ("tinyint", "smallint", "int", "bigint", "float", "double", "boolean", "decimal")
+
+
+def local_session(master: str = "local[2]", *, shuffle_partitions: int = 4) -> Any:
+    """Get or create a loopback-only local SparkSession.
+
+    Args:
+        master: Spark master URL, ``local[k]``.
+        shuffle_partitions: ``spark.sql.shuffle.partitions`` (small for local runs).
+
+    Returns:
+        A ``pyspark.sql.SparkSession``.
+
+    Raises:
+        ValidationError: if ``master`` is not a ``local`` master.
+    """
+    if not master.startswith("local"):
+        raise ValidationError(
+            f"master must be a local master such as 'local[2]', got {master!r}; pass your "
+            "own session with SparkEngine(session=...) for a cluster"
+        )
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    sql = require("pyspark.sql")
+    return (
+        sql.SparkSession.builder.master(master)
+        .appName("tessera-bipartite")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions)))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+
+
+def _c(name: str) -> Any:
+    F = require("pyspark.sql.functions")
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+@dataclass
+class _Handle:
+    spark: Any
+    e: Any = None  # (i, j, w) raw
+    a: Any = None  # (j, z, p)
+    o: Any = None  # (i, y, x0..)
+    en: Any = None  # normalised edges
+    units: Any = None  # retained units with stats
+    q: int = 0
+    cached: list[Any] = field(default_factory=list)
+
+
+class SparkEngine:
+    """Aggregate with Spark DataFrames.
+
+    Args:
+        session: an existing ``SparkSession``; default: :func:`local_session` with
+            ``master``.
+        master: local master used when no session is given.
+
+    Example:
+        >>> SparkEngine().name
+        'spark'
+    """
+
+    name = "spark"
+
+    def __init__(self, *, session: Any = None, master: str = "local[2]") -> None:
+        self.session = session
+        self.master = master
+
+    def _df(self, spark: Any, obj: Any, role: str) -> Any:
+        kind = table_kind(obj)
+        if kind == "spark":
+            return obj
+        if kind == "path":
+            from pathlib import Path
+
+            path = Path(obj)
+            if not path.exists():
+                raise ValidationError(
+                    f"{role}: file {str(path)!r} does not exist; pass an existing path"
+                )
+            if path.suffix.lower() in (".csv", ".tsv"):
+                sep = "\t" if path.suffix.lower() == ".tsv" else ","
+                return spark.read.csv(str(path), header=True, inferSchema=True, sep=sep)
+            return spark.read.parquet(str(path))
+        if kind == "name":
+            if not spark.catalog.tableExists(obj):
+                raise ValidationError(
+                    f"{role}: no Spark table named {obj!r}; pass an existing table"
+                )
+            return spark.table(obj)
+        pd = require("pandas")
+        if kind == "arrow":
+            frame = obj.to_pandas()
+        elif kind == "mapping":
+            frame = pd.DataFrame(dict(obj))
+        elif kind == "duckdb":
+            frame = obj.df()
+        else:
+            frame = obj
+        return spark.createDataFrame(frame)
+
+    @staticmethod
+    def _numeric(df: Any, table: str, cols: list[str]) -> None:
+        types = dict(df.dtypes)
+        for col in cols:
+            if not types[col].lower().startswith(_NUMERIC):
+                raise ValidationError(
+                    f"{table}.{col} must be numeric, got type {types[col]}; pass numbers"
+                )
+
+    def prepare(
+        self,
+        edges: Any,
+        assignments: Any,
+        outcomes: Any,
+        *,
+        columns: Columns,
+        covariates: tuple[str, ...],
+        normalize: bool,
+    ) -> _Handle:
+        """Build DataFrames over the inputs and validate them with aggregations.
+
+        Args:
+            edges: edge table (analysis id, randomization id, weight).
+            assignments: assignment table (randomization id, treated, p).
+            outcomes: outcome table (analysis id, outcome, covariates).
+            columns: the column names.
+            covariates: covariate column names in the outcome table.
+            normalize: divide weights by their per-analysis-unit sum.
+
+        Returns:
+            The engine handle.
+
+        Raises:
+            ValidationError: for missing columns, missing or non-finite values,
+                negative weights, duplicates, unknown ids, treated not 0/1 or p not in (0, 1).
+        """
+        F = require("pyspark.sql.functions")
+        spark = self.session if self.session is not None else local_session(self.master)
+        c = columns
+        E = self._df(spark, edges, "edges")
+        A = self._df(spark, assignments, "assignments")
+        O = self._df(spark, outcomes, "outcomes")  # noqa: E741
+        check_columns(
+            "edges",
+            list(E.columns),
+            [
+                ("analysis_id", c.analysis_id),
+                ("randomization_id", c.randomization_id),
+                ("weight", c.weight),
+            ],
+        )
+        check_columns(
+            "assignments",
+            list(A.columns),
+            [("randomization_id", c.randomization_id), ("treated", c.treated), ("p", c.p)],
+        )
+        check_columns(
+            "outcomes",
+            list(O.columns),
+            [("analysis_id", c.analysis_id), ("outcome", c.outcome)]
+            + [("covariate", k) for k in covariates],
+        )
+        self._numeric(E, "edges", [c.weight])
+        self._numeric(A, "assignments", [c.treated, c.p])
+        self._numeric(O, "outcomes", [c.outcome, *covariates])
+        dbl = "double"
+        e = E.select(
+            _c(c.analysis_id).alias("i"),
+            _c(c.randomization_id).alias("j"),
+            _c(c.weight).cast(dbl).alias("w"),
+        )
+        a = A.select(
+            _c(c.randomization_id).alias("j"),
+            _c(c.treated).cast(dbl).alias("z"),
+            _c(c.p).cast(dbl).alias("p"),
+        )
+        o = O.select(
+            _c(c.analysis_id).alias("i"),
+            _c(c.outcome).cast(dbl).alias("y"),
+            *[_c(k).cast(dbl).alias(f"x{n}") for n, k in enumerate(covariates)],
+        )
+        h = _Handle(spark=spark, e=e, a=a, o=o, q=len(covariates))
+
+        def cnt(cond: Any) -> Any:
+            return F.sum(F.when(cond, 1).otherwise(0))
+
+        def mn(col: str, cond: Any) -> Any:
+            return F.min(F.when(cond, F.col(col)))
+
+        def isnull(col: str) -> Any:
+            return F.col(col).isNull() | F.isnan(F.col(col))
+
+        def isinf(col: str) -> Any:
+            return F.abs(F.col(col)) == float("inf")
+
+        r = e.agg(
+            cnt(F.col("i").isNull()),
+            cnt(F.col("j").isNull()),
+            cnt(isnull("w")),
+            cnt(isinf("w")),
+            mn("w", isinf("w")),
+            cnt(F.col("w") < 0),
+            mn("w", F.col("w") < 0),
+        ).collect()[0]
+        problems: list[tuple[str, str, str, int, Any]] = [
+            ("null", "edges", c.analysis_id, int(r[0] or 0), None),
+            ("null", "edges", c.randomization_id, int(r[1] or 0), None),
+            ("null", "edges", c.weight, int(r[2] or 0), None),
+            ("nonfinite", "edges", c.weight, int(r[3] or 0), r[4]),
+            ("negative_weight", "edges", c.weight, int(r[5] or 0), r[6]),
+        ]
+        badz = ~F.col("z").isin(0.0, 1.0)
+        badp = ~((F.col("p") > 0) & (F.col("p") < 1))
+        r = a.agg(
+            cnt(F.col("j").isNull()),
+            cnt(isnull("z")),
+            cnt(isnull("p")),
+            cnt(isinf("p")),
+            mn("p", isinf("p")),
+            cnt(badz),
+            mn("z", badz),
+            cnt(badp),
+            mn("p", badp),
+        ).collect()[0]
+        problems += [
+            ("null", "assignments", c.randomization_id, int(r[0] or 0), None),
+            ("null", "assignments", c.treated, int(r[1] or 0), None),
+            ("null", "assignments", c.p, int(r[2] or 0), None),
+            ("nonfinite", "assignments", c.p, int(r[3] or 0), r[4]),
+            ("bad_treated", "assignments", c.treated, int(r[5] or 0), r[6]),
+            ("bad_p", "assignments", c.p, int(r[7] or 0), r[8]),
+        ]
+        ocols = ["y", *(f"x{n}" for n in range(len(covariates)))]
+        aggs = [cnt(F.col("i").isNull())]
+        for col in ocols:
+            aggs += [cnt(isnull(col)), cnt(isinf(col)), mn(col, isinf(col))]
+        r = o.agg(*aggs).collect()[0]
+        problems.append(("null", "outcomes", c.analysis_id, int(r[0] or 0), None))
+        for n, name in enumerate([c.outcome, *covariates]):
+            problems.append(("null", "outcomes", name, int(r[1 + 3 * n] or 0), None))
+            problems.append(("nonfinite", "outcomes", name, int(r[2 + 3 * n] or 0), r[3 + 3 * n]))
+        raise_problems(problems)
+        for key, df, col, tbl, cname in (
+            ("duplicate_outcome", o, "i", "outcomes", c.analysis_id),
+            ("duplicate_assignment", a, "j", "assignments", c.randomization_id),
+        ):
+            r = (
+                df.groupBy(col)
+                .count()
+                .where(F.col("count") > 1)
+                .agg(F.sum(F.col("count") - 1), F.min(col))
+                .collect()[0]
+            )
+            problems.append((key, tbl, cname, int(r[0] or 0), r[1]))
+        r = (
+            e.groupBy("i", "j")
+            .count()
+            .where(F.col("count") > 1)
+            .agg(F.sum(F.col("count") - 1), F.min(F.struct("i", "j")))
+            .collect()[0]
+        )
+        problems.append(
+            (
+                "duplicate_edge",
+                "edges",
+                "",
+                int(r[0] or 0),
+                tuple(r[1]) if r[1] is not None else None,
+            )
+        )
+        r = e.join(o, on="i", how="left_anti").agg(F.count(F.lit(1)), F.min("i")).collect()[0]
+        problems.append(("unknown_analysis", "edges", c.analysis_id, int(r[0] or 0), r[1]))
+        r = e.join(a, on="j", how="left_anti").agg(F.count(F.lit(1)), F.min("j")).collect()[0]
+        problems.append(
+            ("unknown_randomization", "edges", c.randomization_id, int(r[0] or 0), r[1])
+        )
+        raise_problems(problems)
+
+        if normalize:
+            tot = e.groupBy("i").agg(F.sum("w").alias("tot")).where(F.col("tot") > 0)
+            en = e.join(tot, on="i").select("i", "j", (F.col("w") / F.col("tot")).alias("w"))
+        else:
+            en = e
+        en = en.cache()
+        h.cached.append(en)
+        s = (
+            en.join(a, on="j")
+            .groupBy("i")
+            .agg(
+                F.sum(F.col("w") * F.col("z")).alias("x"),
+                F.sum(F.col("w") * F.col("p")).alias("mu"),
+                F.sum(F.col("w") * F.col("w") * F.col("p") * (1 - F.col("p"))).alias("s2"),
+                F.count(F.lit(1)).alias("deg"),
+            )
+            .where(F.col("s2") > 0)
+        )
+        units = o.join(s, on="i").cache()
+        h.cached.append(units)
+        h.en, h.units = en, units
+        return h
+
+    def unit_stats(self, handle: _Handle) -> UnitStats:
+        """Exposure moments, outcomes and covariates per retained analysis unit.
+
+        Args:
+            handle: from :meth:`prepare`.
+
+        Returns:
+            The per-unit arrays (sorted by analysis id).
+        """
+        F = require("pyspark.sql.functions")
+        h = handle
+        cols = ["i", "x", "mu", "s2", "deg", "y", *(f"x{n}" for n in range(h.q))]
+        d = h.units.select(*cols).orderBy("i").toPandas()
+        dropped = h.o.join(h.units, on="i", how="left_anti")
+        r = dropped.agg(F.count(F.lit(1))).collect()[0]
+        ex = [row[0] for row in dropped.select("i").orderBy("i").limit(5).collect()]
+        X = (
+            np.column_stack([d[f"x{n}"].to_numpy(dtype=np.float64) for n in range(h.q)])
+            if h.q
+            else np.zeros((len(d), 0))
+        )
+        return UnitStats(
+            ids=d["i"].to_numpy(),
+            x=d["x"].to_numpy(dtype=np.float64),
+            mu=d["mu"].to_numpy(dtype=np.float64),
+            s2=d["s2"].to_numpy(dtype=np.float64),
+            deg=d["deg"].to_numpy(dtype=np.int64),
+            y=d["y"].to_numpy(dtype=np.float64),
+            X=X,
+            n_dropped=int(r[0]),
+            dropped_examples=tuple(ex),
+        )
+
+    def _coef(self, h: _Handle, ids: np.ndarray, c: np.ndarray, g: np.ndarray) -> Any:
+        pd = require("pandas")
+        return h.spark.createDataFrame(
+            pd.DataFrame({"i": ids, "c": np.asarray(c, float), "g": np.asarray(g, float)})
+        )
+
+    def randomization_sums(
+        self, handle: _Handle, ids: np.ndarray, c: np.ndarray, g: np.ndarray
+    ) -> RandomizationSums:
+        """Per-randomization-unit sums and the quadratic self-join total.
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids.
+            c: shape (n,), float64, linear coefficients.
+            g: shape (n,), float64, quadratic coefficients.
+
+        Returns:
+            The sums; see :class:`RandomizationSums`.
+        """
+        F = require("pyspark.sql.functions")
+        h = handle
+        ew = h.en.join(self._coef(h, ids, c, g), on="i")
+        s = ew.groupBy("j").agg(
+            F.sum(F.col("c") * F.col("w")).alias("C"),
+            F.sum(F.col("g") * F.col("w") * F.col("w")).alias("G"),
+        )
+        d = (
+            h.a.join(s, on="j", how="left")
+            .select(
+                "j",
+                "p",
+                F.coalesce("C", F.lit(0.0)).alias("C"),
+                F.coalesce("G", F.lit(0.0)).alias("G"),
+            )
+            .orderBy("j")
+            .toPandas()
+        )
+        x = ew.select("i", F.col("j").alias("j1"), F.col("w").alias("w1"), "g")
+        y = h.en.select("i", F.col("j").alias("j2"), F.col("w").alias("w2"))
+        pr = (  # D is symmetric: pairs with j1 <= j2 only, off-diagonal pairs counted twice
+            x.join(y, on="i")
+            .where(F.col("j1") <= F.col("j2"))
+            .groupBy("j1", "j2")
+            .agg(F.sum(F.col("g") * F.col("w1") * F.col("w2")).alias("d"))
+        )
+        av = h.a.select("j", (F.col("p") * (1 - F.col("p"))).alias("v"))
+        q = (
+            pr.join(av.withColumnRenamed("j", "j1").withColumnRenamed("v", "v1"), on="j1")
+            .join(av.withColumnRenamed("j", "j2").withColumnRenamed("v", "v2"), on="j2")
+            .agg(
+                F.sum(
+                    F.when(F.col("j1") == F.col("j2"), 1.0).otherwise(2.0)
+                    * F.col("v1")
+                    * F.col("v2")
+                    * F.col("d")
+                    * F.col("d")
+                )
+            )
+            .collect()[0][0]
+        )
+        return RandomizationSums(
+            ids=d["j"].to_numpy(),
+            p=d["p"].to_numpy(dtype=np.float64),
+            C=d["C"].to_numpy(dtype=np.float64),
+            G=d["G"].to_numpy(dtype=np.float64),
+            q_full=float(q or 0.0),
+        )
+
+    def replicate_sums(
+        self, handle: _Handle, ids: np.ndarray, c: np.ndarray, g: np.ndarray, e: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-replicate sums ``Σ_i c_i u_ib`` and ``Σ_i g_i u_ib²`` (one GROUP BY (i, b)).
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids.
+            c: shape (n,), float64.
+            g: shape (n,), float64.
+            e: shape (m, B), float64, centred replicate assignments, rows in the order
+                of the sorted randomization ids.
+
+        Returns:
+            Two arrays of shape (B,).
+        """
+        F = require("pyspark.sql.functions")
+        pd = require("pandas")
+        h = handle
+        rids = np.asarray([row[0] for row in h.a.select("j").orderBy("j").collect()])
+        m, B = e.shape
+        rep = h.spark.createDataFrame(
+            pd.DataFrame(
+                {
+                    "j": np.repeat(rids, B),
+                    "b": np.tile(np.arange(B, dtype=np.int64), m),
+                    "e": np.ascontiguousarray(e, dtype=np.float64).ravel(),
+                }
+            )
+        )
+        ub = h.en.join(rep, on="j").groupBy("i", "b").agg(F.sum(F.col("w") * F.col("e")).alias("u"))
+        d = (
+            ub.join(self._coef(h, ids, c, g), on="i")
+            .groupBy("b")
+            .agg(
+                F.sum(F.col("c") * F.col("u")).alias("s1"),
+                F.sum(F.col("g") * F.col("u") * F.col("u")).alias("s2"),
+            )
+            .toPandas()
+        )
+        s1, s2 = np.zeros(B), np.zeros(B)
+        b = d["b"].to_numpy(dtype=np.int64)
+        s1[b] = d["s1"].to_numpy(dtype=np.float64)
+        s2[b] = d["s2"].to_numpy(dtype=np.float64)
+        return s1, s2
+
+    def graph_stats(self, handle: _Handle) -> GraphStats:
+        """Totals for the sparsity diagnostics.
+
+        Args:
+            handle: from :meth:`prepare`.
+
+        Returns:
+            Weight and degree per randomization unit, the largest analysis degree.
+        """
+        F = require("pyspark.sql.functions")
+        h = handle
+        s = (
+            h.en.join(h.units.select("i"), on="i", how="left_semi")
+            .groupBy("j")
+            .agg(F.sum("w").alias("w"), F.count(F.lit(1)).alias("n"))
+        )
+        d = (
+            h.a.join(s, on="j", how="left")
+            .select(
+                "j",
+                "p",
+                F.coalesce("w", F.lit(0.0)).alias("w"),
+                F.coalesce("n", F.lit(0)).alias("n"),
+            )
+            .orderBy("j")
+            .toPandas()
+        )
+        r = h.units.agg(F.max("deg"), F.sum("deg")).collect()[0]
+        return GraphStats(
+            ids=d["j"].to_numpy(),
+            p=d["p"].to_numpy(dtype=np.float64),
+            weight=d["w"].to_numpy(dtype=np.float64),
+            degree=d["n"].to_numpy(dtype=np.int64),
+            max_analysis_degree=int(r[0] or 0),
+            n_edges=int(r[1] or 0),
+        )
+
+    def close(self, handle: _Handle) -> None:
+        """Unpersist cached DataFrames (the session stays up for reuse).
+
+        Args:
+            handle: from :meth:`prepare`.
+        """
+        for df in handle.cached:
+            df.unpersist()
