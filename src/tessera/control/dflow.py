@@ -196,11 +196,9 @@ def dflow(
 
     def flow(x0: Tensor) -> Tensor:
         counter["nfe"] += nfe_per
-        out = solve_ode(
+        return solve_ode(
             velocity_fn, x0, grid, method=method, differentiable=True, checkpointing=checkpointing
         )
-        assert isinstance(out, Tensor)  # record=False returns the final state
-        return out
 
     x0 = x0_init.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -259,7 +257,6 @@ def dflow(
                 break
     with torch.no_grad():
         x1 = solve_ode(velocity_fn, x0.detach(), grid, method=method)
-    assert isinstance(x1, Tensor)
     return DFlowResult(x1=x1, x0=x0.detach(), history=history, nfe=counter["nfe"])
 
 
@@ -298,6 +295,5 @@ def blend_init(
         y_backprojection.device
     )
     inv = solve_ode(velocity_fn, y_backprojection, grid, method="dopri5", atol=atol, rtol=rtol)
-    assert isinstance(inv, Tensor)
     z = torch.randn(y_backprojection.shape, generator=gen, dtype=y_backprojection.dtype)
     return math.sqrt(alpha) * inv + math.sqrt(1.0 - alpha) * z.to(inv.device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -131,6 +131,36 @@ def _step(
     k3 = v(x + 0.5 * h * k2, t0 + 0.5 * h)
     k4 = v(x + h * k3, t1)
     return x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4), 4
+
+
+@overload
+def solve_ode(
+    velocity_fn: VelocityFn,
+    x0: Tensor,
+    t_grid: Tensor,
+    method: ODEMethod = ...,
+    record: Literal[False] = ...,
+    differentiable: bool = ...,
+    *,
+    checkpointing: bool = ...,
+    atol: float = ...,
+    rtol: float = ...,
+) -> Tensor: ...
+
+
+@overload
+def solve_ode(
+    velocity_fn: VelocityFn,
+    x0: Tensor,
+    t_grid: Tensor,
+    method: ODEMethod = ...,
+    *,
+    record: Literal[True],
+    differentiable: bool = ...,
+    checkpointing: bool = ...,
+    atol: float = ...,
+    rtol: float = ...,
+) -> Trajectory: ...
 
 
 def solve_ode(

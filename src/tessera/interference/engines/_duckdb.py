@@ -274,7 +274,6 @@ class DuckDBEngine:
             f"min(w) FILTER (WHERE isinf(w)), count(*) FILTER (WHERE w < 0), min(w) FILTER (WHERE w < 0) "
             f"FROM {E}"
         ).fetchall()[0]
-        assert r is not None
         problems: list[tuple[str, str, str, int, Any]] = [
             ("null", "edges", c.analysis_id, r[0], None),
             ("null", "edges", c.randomization_id, r[1], None),
@@ -289,7 +288,6 @@ class DuckDBEngine:
             f"min(z) FILTER (WHERE z NOT IN (0, 1)), count(*) FILTER (WHERE NOT (p > 0 AND p < 1)), "
             f"min(p) FILTER (WHERE NOT (p > 0 AND p < 1)) FROM {A}"
         ).fetchall()[0]
-        assert r is not None
         problems += [
             ("null", "assignments", c.randomization_id, r[0], None),
             ("null", "assignments", c.treated, r[1], None),
@@ -306,7 +304,6 @@ class DuckDBEngine:
             for col in ocols
         )
         r = con.execute(f"SELECT count(*) FILTER (WHERE i IS NULL), {sel} FROM {O}").fetchall()[0]
-        assert r is not None
         problems.append(("null", "outcomes", c.analysis_id, r[0], None))
         for n, name in enumerate(onames):
             problems.append(("null", "outcomes", name, r[1 + 3 * n], None))
@@ -321,24 +318,20 @@ class DuckDBEngine:
                 f"SELECT COALESCE(sum(n - 1), 0), min(k) FROM "
                 f"(SELECT {col} AS k, count(*) AS n FROM {view} GROUP BY {col} HAVING count(*) > 1)"
             ).fetchall()[0]
-            assert r is not None
             problems.append((key, tbl, cname, int(r[0]), r[1]))
         r = con.execute(
             f"SELECT COALESCE(sum(n - 1), 0), min((i, j)) FROM "
             f"(SELECT i, j, count(*) AS n FROM {E} GROUP BY i, j HAVING count(*) > 1)"
         ).fetchall()[0]
-        assert r is not None
         ex = tuple(r[1].values()) if isinstance(r[1], dict) else r[1]
         problems.append(("duplicate_edge", "edges", "", int(r[0]), ex))
         r = con.execute(
             f"SELECT count(*), min(e.i) FROM {E} e ANTI JOIN {O} o ON e.i = o.i"
         ).fetchall()[0]
-        assert r is not None
         problems.append(("unknown_analysis", "edges", c.analysis_id, r[0], r[1]))
         r = con.execute(
             f"SELECT count(*), min(e.j) FROM {E} e ANTI JOIN {A} a ON e.j = a.j"
         ).fetchall()[0]
-        assert r is not None
         problems.append(("unknown_randomization", "edges", c.randomization_id, r[0], r[1]))
         raise_problems(problems)
 
@@ -379,7 +372,6 @@ class DuckDBEngine:
             f"SELECT count(*), list(i ORDER BY i)[1:5] FROM {h.n('o')} o "
             f"WHERE NOT EXISTS (SELECT 1 FROM {h.n('units')} u WHERE u.i = o.i)"
         ).fetchall()[0]
-        assert r is not None
         X = (
             np.column_stack([np.asarray(d[f"x{n}"], dtype=np.float64) for n in range(h.q)])
             if h.q
@@ -443,7 +435,6 @@ class DuckDBEngine:
             f"* pr.d * pr.d), 0) FROM pr JOIN av va ON pr.j = va.j "
             f"JOIN av vb ON pr.k = vb.j"
         ).fetchall()[0]
-        assert r is not None
         return RandomizationSums(
             ids=np.asarray(d[keys[0]]),
             p=np.asarray(d[keys[1]], dtype=np.float64),
@@ -517,7 +508,6 @@ class DuckDBEngine:
         r = h.con.execute(
             f"SELECT COALESCE(max(deg), 0), COALESCE(sum(deg), 0) FROM {U}"
         ).fetchall()[0]
-        assert r is not None
         return GraphStats(
             ids=np.asarray(d["j"]),
             p=np.asarray(d["p"], dtype=np.float64),
