@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -48,6 +46,12 @@ from tessera.errors import ShapeError, TesseraWarning, TrainingDivergedError, Va
 from tessera.flows.schedules import Schedule, schedule_from_dict
 from tessera.nn import EMA, atomic_write_text, load_tensors, save_model, save_tensors
 from tessera.nn.checkpoint import load_model
+from tessera.nn.trainer_state import (
+    latest_checkpoint,
+    load_optimizer,
+    optimizer_tensors,
+    write_step_checkpoint,
+)
 
 __all__ = ["FlowMatchingConfig", "TrainResult", "flow_matching_loss", "train_flow"]
 
@@ -214,23 +218,6 @@ def _lr_at(config: FlowMatchingConfig, step: int) -> float:
 
 
 # ---- checkpoints ----------------------------------------------------------------------------
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors = {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"state.{idx}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _optimizer_load(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict) -> None:
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, v in tensors.items():
-        _, idx, k = key.split(".", 2)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def _save_checkpoint(
     root: Path,
     step: int,
@@ -241,29 +228,17 @@ def _save_checkpoint(
     history: dict[str, list[float]],
     config: FlowMatchingConfig,
 ) -> Path:
-    ckdir = root / "checkpoints"
-    ckdir.mkdir(parents=True, exist_ok=True)
-    name = f"step_{step:08d}"
-    tmp = ckdir / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    def write(tmp: Path) -> None:
         save_model(tmp / "model", model)
         if ema is not None:
             save_model(tmp / "ema", ema.module)
-        tensors, meta = _optimizer_tensors(opt)
+        tensors, meta = optimizer_tensors(opt)
         tensors["rng_state"] = gen.get_state()
         save_tensors(tmp / "trainer.safetensors", tensors)
         trainer = {"step": step, "history": history, "config": config.to_dict(), **meta}
         atomic_write_text(tmp / "trainer.json", json.dumps(trainer))
-        final = ckdir / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    atomic_write_text(ckdir / "LATEST", name)
-    for old in sorted(p for p in ckdir.glob("step_*") if p.name != name)[:-1]:
-        shutil.rmtree(old, ignore_errors=True)  # keep the latest two
-    return final
+
+    return write_step_checkpoint(root, step, write)
 
 
 def _load_checkpoint(
@@ -274,10 +249,9 @@ def _load_checkpoint(
     gen: torch.Generator,
     config: FlowMatchingConfig,
 ) -> tuple[int, dict[str, list[float]]] | None:
-    latest = root / "checkpoints" / "LATEST"
-    if not latest.exists():
+    ck = latest_checkpoint(root)
+    if ck is None:
         return None
-    ck = root / "checkpoints" / latest.read_text().strip()
     loaded = load_model(ck / "model")
     model.load_state_dict(loaded.model.state_dict())
     if ema is not None:
@@ -295,7 +269,7 @@ def _load_checkpoint(
         )
     tensors = load_tensors(ck / "trainer.safetensors")
     gen.set_state(tensors.pop("rng_state"))
-    _optimizer_load(opt, tensors, trainer)
+    load_optimizer(opt, tensors, trainer)
     return int(trainer["step"]), trainer["history"]
 
 
