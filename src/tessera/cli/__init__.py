@@ -20,6 +20,7 @@ __all__ = ["build_parser", "main"]
 _AREAS: tuple[str, ...] = (
     "tessera.cli.flows",
     "tessera.cli.inverse",
+    "tessera.cli.finetune",
     "tessera.cli.bipartite",
     "tessera.cli.gshm",
 )

@@ -5,6 +5,10 @@
 - :mod:`tessera.control.inverse`: OT-ODE / PiGDM for flows (Pokle et al.), the flow-DPS
   baseline, PiGDM on VP diffusion models, diffusion-to-flow conversion.
 - :mod:`tessera.control.dflow`: D-Flow source-point optimisation (Ben-Hamu et al.).
+- :mod:`tessera.control.finetune`: reward fine-tuning as stochastic optimal control:
+  Adjoint Matching with the memoryless schedule (Domingo-Enrich et al.), the KL
+  certificate, and the DRaFT / ReFL / discrete-adjoint baselines.
+- :mod:`tessera.control.rewards`: differentiable rewards and the digits reward classifier.
 """
 
 from __future__ import annotations
@@ -17,6 +21,16 @@ from tessera.control.dflow import (
     dflow,
     linear_cost,
     regressor_cost,
+)
+from tessera.control.finetune import (
+    FineTuneResult,
+    KLCertificate,
+    ResidualVelocity,
+    adjoint_matching,
+    discrete_adjoint,
+    draft,
+    kl_certificate,
+    refl,
 )
 from tessera.control.inverse import diffusion_to_flow, flow_dps, ot_ode, pigdm_vp
 from tessera.control.operators import (
@@ -32,18 +46,26 @@ __all__ = [
     "DFlowResult",
     "Denoise",
     "Dense",
+    "FineTuneResult",
     "GaussianBlur",
     "Inpaint",
+    "KLCertificate",
     "LinearOperator",
+    "ResidualVelocity",
     "SuperResolution",
+    "adjoint_matching",
     "blend_init",
     "chi_regulariser",
     "classifier_cost",
     "dflow",
     "diffusion_to_flow",
+    "discrete_adjoint",
+    "draft",
     "flow_dps",
+    "kl_certificate",
     "linear_cost",
     "ot_ode",
     "pigdm_vp",
+    "refl",
     "regressor_cost",
 ]

@@ -16,7 +16,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tessera.metrics.distances import energy_distance, mmd_rbf, sliced_w2, tvd, w2_exact
+from tessera.metrics.distances import (
+    energy_distance,
+    mean_pairwise_distance,
+    mmd_rbf,
+    sliced_w2,
+    tvd,
+    w2_exact,
+)
 from tessera.metrics.images import psnr, ssim
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +34,7 @@ __all__ = [
     "JudgeReport",
     "digits_judge",
     "energy_distance",
+    "mean_pairwise_distance",
     "mmd_rbf",
     "mnist5k_judge",
     "psnr",

@@ -284,13 +284,16 @@ class DigitsJudge(ClassifierMixin, BaseEstimator):
         X = self._images(X)
         return self.model_.predict(X)
 
-    def evaluate(self, samples: Any) -> JudgeReport:
+    def evaluate(self, samples: Any, *, sample_weight: Any = None) -> JudgeReport:
         """Judge a batch of (generated) images.
 
         Args:
             samples: array or tensor of shape (n, P), (n, H, W) or (n, 1, H, W),
                 in the value range the judge was trained on ([-1, 1] for tessera
                 datasets); values are not clipped.
+            sample_weight: optional non-negative weights of shape (n,) (e.g.
+                importance weights of samples from another law); the histogram and
+                the mean max-prob become weighted averages. Normalised internally.
 
         Returns:
             A :class:`JudgeReport` with ``n``, ``mean_max_prob``,
@@ -298,8 +301,10 @@ class DigitsJudge(ClassifierMixin, BaseEstimator):
             the judge's ``test_accuracy``.
 
         Raises:
-            ShapeError: if ``samples`` is empty or has fewer than 2 dimensions.
-            NonFiniteError: if ``samples`` holds NaN or infinity.
+            ShapeError: if ``samples`` is empty or has fewer than 2 dimensions, or
+                ``sample_weight`` does not have shape (n,).
+            NonFiniteError: if ``samples`` or ``sample_weight`` holds NaN or infinity.
+            ValidationError: negative weights or a zero total weight.
             ValueError: if the judge is not fitted or the number of pixels
                 differs from training (scikit-learn's message).
         """
@@ -309,13 +314,25 @@ class DigitsJudge(ClassifierMixin, BaseEstimator):
                 f"samples must have shape (n, P), (n, H, W) or (n, 1, H, W) with n >= 1, got "
                 f"shape {arr.shape}; add a batch axis with samples[None]"
             )
+        n = arr.shape[0]
+        if sample_weight is None:
+            w = np.full(n, 1.0 / n)
+        else:
+            w = _to_numpy("sample_weight", sample_weight).astype(np.float64)
+            if w.shape != (n,):
+                raise ShapeError(f"sample_weight must have shape ({n},), got {w.shape}")
+            if (w < 0).any() or w.sum() <= 0:
+                raise ValidationError(
+                    "sample_weight must be non-negative with a positive sum; got "
+                    f"min {w.min():.3g}, sum {w.sum():.3g}"
+                )
+            w = w / w.sum()
         proba = self.model_.predict_proba(self._images(arr, "samples"))  # (n, K)
         K = proba.shape[1]
-        counts = np.bincount(proba.argmax(axis=1), minlength=K)  # (K,)
-        hist = counts / counts.sum()
+        hist = np.bincount(proba.argmax(axis=1), weights=w, minlength=K)  # (K,)
         return JudgeReport(
-            n=int(arr.shape[0]),
-            mean_max_prob=float(proba.max(axis=1).mean()),
+            n=int(n),
+            mean_max_prob=float(proba.max(axis=1) @ w),
             class_histogram=tuple(float(h) for h in hist),
             tvd_uniform=tvd(hist, np.ones(K)),
             test_accuracy=self.test_accuracy_,
