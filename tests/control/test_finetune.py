@@ -85,15 +85,15 @@ def test_lean_adjoint_control_gives_the_exact_tilted_mean_of_the_chain(which: st
         m = float(g[k]) * m + (1.0 / K) * float(sig[k]) * (-float(sig[k]) * float(adj[k + 1, 0, 0]))
     m = float(g[K - 1]) * m  # noiseless, uncontrolled last step
     # independent forward recursion of Var(X_K | X_0) of the base chain
-    P = 0.0
+    cvar = 0.0
     for k in range(K - 1):
-        P = float(g[k]) ** 2 * P + float(sig[k]) ** 2 / K
-    P = float(g[K - 1]) ** 2 * P
-    assert m == pytest.approx(lam_b * P, rel=1e-10)
+        cvar = float(g[k]) ** 2 * cvar + float(sig[k]) ** 2 / K
+    cvar = float(g[K - 1]) ** 2 * cvar
+    assert m == pytest.approx(lam_b * cvar, rel=1e-10)
     if which == "memoryless":
         # Var(X_K | X_0) is the chain's full variance up to the O(h^2) residual memory, and
         # near the continuous target lam b s^2 = 0.9 (Euler bias of the offset chain)
-        assert P == pytest.approx(S2[0], rel=0.03)
+        assert cvar == pytest.approx(S2[0], rel=0.03)
         # the fine-tuned ODE v_ft = v_base - eta_k a_{k+1} carries the mean to 0.9
         eta = sig**2 / 2
         mo = 0.0
@@ -109,7 +109,7 @@ def test_lean_adjoint_control_gives_the_exact_tilted_mean_of_the_chain(which: st
         assert mo == pytest.approx(lam_b * S2[0], abs=0.01)
     else:
         # constant sigma: Var(X_1 | X_0) is ~23 % of Var(X_1) (the biased shift of the notes)
-        assert P / S2[0] == pytest.approx(0.230, abs=0.01)
+        assert cvar / S2[0] == pytest.approx(0.230, abs=0.01)
 
 
 def _am1_model(seed: int) -> ResidualVelocity:
@@ -247,12 +247,12 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, method: str) -> None:
     }
     fn = fns[method]
 
-    class Stop(Exception):
+    class StopError(Exception):
         pass
 
     def kill_after_4(step, stats):
         if step == 4:
-            raise Stop
+            raise StopError
 
     def run(out, resume, on_step=None):
         torch.manual_seed(0)
@@ -264,7 +264,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, method: str) -> None:
         )  # fmt: skip
 
     full = run(tmp_path / "a", False)
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         run(tmp_path / "b", False, on_step=kill_after_4)
     resumed = run(tmp_path / "b", True)
     for (k, v), (_, w) in zip(
