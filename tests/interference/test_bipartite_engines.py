@@ -209,7 +209,7 @@ def test_hostile_identifiers_are_harmless() -> None:
             covariates=['cov"); DROP TABLE y; --'],
             columns=cols,
             engine=DuckDBEngine(connection=con),
-            adjustment="in_sample",
+            adjustment="pre_period",
         )
     with pytest.warns(SparsityWarning):
         r2 = ca_erl(
@@ -219,9 +219,21 @@ def test_hostile_identifiers_are_harmless() -> None:
             covariates=['cov"); DROP TABLE y; --'],
             columns=cols,
             engine="numpy",
-            adjustment="in_sample",
+            adjustment="pre_period",
         )
     assert r1.estimate == pytest.approx(r2.estimate, rel=1e-12)
+    assert con.execute("SELECT v FROM y").fetchall() == [(42,)]
+    # two units and two fitted coefficients: the in-sample fit absorbs every exposure
+    with pytest.raises(ValidationError, match="design bias factor B = 1"):
+        ca_erl(
+            bad,
+            a,
+            o,
+            covariates=['cov"); DROP TABLE y; --'],
+            columns=cols,
+            engine=DuckDBEngine(connection=con),
+            adjustment="in_sample",
+        )
     assert con.execute("SELECT v FROM y").fetchall() == [(42,)]
 
 

@@ -2,7 +2,9 @@
 
 Acceptance 1: ERL and pre-period CA-ERL are exactly unbiased under the linear
 exposure-response model, and the analytic design variance (linear + quadratic + cross
-terms) equals the enumerated variance to 1e-10.
+terms) equals the enumerated variance to 1e-10. The in-sample and cross-fitted CA-ERL
+(OLS refitted at every assignment, divided by 1 - B) are exactly unbiased when the slopes
+are equal, and their refit-aware variance equals the enumerated one to 1e-10.
 """
 
 from __future__ import annotations
@@ -140,5 +142,81 @@ def test_api_matches_arrays_on_every_assignment(seed: int, engine: str) -> None:
         dv = exact_design_variance(W, p, (a + b * x) - r.estimate * x, np.full(n, r.estimate))
         np.testing.assert_allclose(r.se**2, dv.total, rtol=1e-9, atol=1e-14)
         with pytest.warns(SparsityWarning):
-            rc = ca_erl(e, asg, o, covariates=["pre"], engine=engine)
+            rc = ca_erl(e, asg, o, covariates=["pre"], adjustment="pre_period", engine=engine)
         np.testing.assert_allclose(rc.estimate, tau_ca[k], rtol=1e-10, atol=1e-12)
+
+
+def _insample_enumerate(W, p, a, b, X, fold=None):
+    """Raw in-sample (or cross-fitted) CA-ERL at every assignment, OLS refitted each time."""
+    n, m = W.shape
+    Z = np.array(list(itertools.product((0.0, 1.0), repeat=m)))  # (2^m, m)
+    prob = np.prod(np.where(Z == 1, p, 1 - p), axis=1)
+    mu = W @ p
+    s2 = (W * W) @ (p * (1 - p))
+    x = Z @ W.T  # (2^m, n)
+    y = a + b * x
+    D = np.column_stack([np.ones(n), X])
+    fitted = np.empty_like(y)
+    for k in np.unique(fold) if fold is not None else [None]:
+        rows = np.ones(n, bool) if k is None else fold != k
+        out = np.ones(n, bool) if k is None else fold == k
+        beta, *_ = np.linalg.lstsq(D[rows], y[:, rows].T, rcond=None)  # (q+1, 2^m)
+        fitted[:, out] = (D[out] @ beta).T
+    raw = np.mean((y - fitted) * (x - mu) / s2, axis=1)
+    return prob, raw, Z, x
+
+
+@pytest.mark.parametrize("cross_fit", [False, True])
+@pytest.mark.parametrize(("n", "m"), [(30, 8), (40, 11)])
+def test_in_sample_ca_erl_exact_by_enumeration(seed: int, n: int, m: int, cross_fit: bool) -> None:
+    rng = np.random.default_rng([seed, n, m, cross_fit])
+    W = _graph(rng, n, m)
+    p = rng.uniform(0.3, 0.7, size=m)
+    a = rng.normal(10, 3, size=n)
+    X = a + rng.normal(0, 1, size=n)
+    fold = np.arange(n) % 3 if cross_fit else None
+    # the design bias factor: 1 - E[raw] under a = 0, b = 1 (enumerated)
+    prob, raw1, _, _ = _insample_enumerate(W, p, np.zeros(n), np.ones(n), X, fold)
+    B = 1.0 - float(prob @ raw1)
+    assert 0 < B < 0.5
+    # equal slopes: the corrected estimator is exactly unbiased
+    prob, raw, _, _ = _insample_enumerate(W, p, a, np.full(n, 2.5), X, fold)
+    np.testing.assert_allclose(prob @ raw / (1 - B), 2.5, rtol=1e-10)
+    # unequal slopes: mean and variance equal the refit-aware formula
+    b = rng.normal(2, 1, size=n)
+    prob, raw, _, _ = _insample_enumerate(W, p, a, b, X, fold)
+    est = raw / (1 - B)
+    mean = float(prob @ est)
+    var = float(prob @ (est - mean) ** 2)
+    dv = exact_design_variance(W, p, a, b, covariates=X, fold=fold)
+    np.testing.assert_allclose(dv.bias_factor, B, rtol=1e-10)
+    np.testing.assert_allclose(dv.mean, mean, rtol=1e-10)
+    np.testing.assert_allclose(dv.total, var, rtol=1e-10)
+    parts = dv.linear + dv.quadratic_diagonal + dv.quadratic_offdiagonal + dv.cross
+    np.testing.assert_allclose(parts, dv.total, rtol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "duckdb"])
+def test_in_sample_api_matches_enumeration(seed: int, engine: str) -> None:
+    """ca_erl(adjustment="in_sample") reports raw / (1 - B) at every assignment, B as
+    enumerated, and an SE equal to the refit-aware formula at the imputed schedule."""
+    rng = np.random.default_rng(seed)
+    n, m = 30, 8
+    W = _graph(rng, n, m)
+    p = rng.uniform(0.3, 0.7, size=m)
+    a, b = rng.normal(5, 1, size=n), rng.normal(2, 0.5, size=n)
+    xpre = a + rng.normal(0, 0.3, size=n)
+    prob, raw1, _, _ = _insample_enumerate(W, p, np.zeros(n), np.ones(n), xpre)
+    B = 1.0 - float(prob @ raw1)
+    _, raw, Z, x = _insample_enumerate(W, p, a, b, xpre)
+    for k in range(0, len(Z), 37):
+        y = a + b * x[k]
+        e, asg, o = _tables(W, p, Z[k], y, xpre)
+        with pytest.warns(SparsityWarning):
+            r = ca_erl(e, asg, o, covariates=["pre"], engine=engine)
+        assert r.method == "ca_erl[in_sample]"
+        np.testing.assert_allclose(r.diagnostics["adjustment"]["design_bias_factor"], B, rtol=1e-10)
+        np.testing.assert_allclose(r.estimate, raw[k] / (1 - B), rtol=1e-10, atol=1e-12)
+        t = r.estimate
+        dv = exact_design_variance(W, p, y - t * x[k], np.full(n, t), covariates=xpre)
+        np.testing.assert_allclose(r.se**2, dv.total, rtol=1e-9, atol=1e-14)

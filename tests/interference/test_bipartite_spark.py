@@ -27,6 +27,13 @@ pytestmark = [
         {"variance": "exact"},
         {"variance": "replicate", "replicates": 20, "rng": 4},
         {"covariates": ["y_pre"], "adjustment": "in_sample"},
+        {
+            "covariates": ["y_pre"],
+            "adjustment": "in_sample",
+            "variance": "replicate",
+            "replicates": 20,
+            "rng": 4,
+        },
     ],
 )
 def test_spark_parity(spark, kwargs) -> None:

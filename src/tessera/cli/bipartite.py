@@ -114,7 +114,7 @@ def add_parsers(sub: Any) -> None:
     an.add_argument("--outcomes", required=True, help="outcome table (.parquet/.csv)")
     an.add_argument("--covariates", help="comma-separated covariate columns (CA-ERL)")
     an.add_argument(
-        "--adjustment", choices=("pre_period", "in_sample", "cross_fit"), default="pre_period"
+        "--adjustment", choices=("pre_period", "in_sample", "cross_fit"), default="in_sample"
     )
     an.add_argument("--engine", choices=("duckdb", "numpy", "spark"), default="duckdb")
     an.add_argument("--variance", choices=("exact", "replicate", "linear"), default="exact")

@@ -167,6 +167,14 @@ class Engine(Protocol):
         """For centred replicate assignments ``e`` (m, B): ``Σ_i c_i u_ib``, ``Σ_i g_i u_ib²``."""
         ...
 
+    def column_totals(self, handle: Any, ids: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """``Wᵀ V``: for per-analysis-unit columns ``V`` (n, L), ``Σ_i w_ij V_il`` (m, L)."""
+        ...
+
+    def row_totals(self, handle: Any, ids: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """``W M``: for per-randomization-unit columns ``M`` (m, L), ``Σ_j w_ij M_jl`` (n, L)."""
+        ...
+
     def graph_stats(self, handle: Any) -> GraphStats:
         """Totals for the sparsity diagnostics."""
         ...

@@ -489,6 +489,68 @@ class DuckDBEngine:
         s2[np.asarray(d["b"])] = d["s2"]
         return s1, s2
 
+    def _register(self, h: _Handle, suffix: str, columns: dict[str, Any]) -> str:
+        pa = require("pyarrow")
+        name = h.n(suffix)
+        h.con.register(name, pa.table(columns))
+        if name not in h.registered:
+            h.registered.append(name)
+        return name
+
+    def column_totals(self, handle: _Handle, ids: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Per-randomization-unit totals ``Σ_i w_ij V_il`` (``Wᵀ V``): one GROUP BY j.
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids (rows of ``V``).
+            V: shape (n, L), float64.
+
+        Returns:
+            Shape (m, L), float64, rows in the order of the sorted randomization ids.
+        """
+        h = handle
+        V = np.asarray(V, dtype=np.float64)
+        L = V.shape[1]
+        cols: dict[str, Any] = {"i": ids}
+        cols.update({f"v{k}": np.ascontiguousarray(V[:, k]) for k in range(L)})
+        cv = self._register(h, "colv", cols)
+        sums = ", ".join(f"sum(en.w * cv.v{k}) AS t{k}" for k in range(L))
+        outs = ", ".join(f"COALESCE(s.t{k}, 0) AS t{k}" for k in range(L))
+        d = h.con.execute(
+            f"SELECT a.j, {outs} FROM {h.n('a')} a LEFT JOIN (SELECT en.j, {sums} "
+            f"FROM {h.n('en')} en JOIN {cv} cv ON en.i = cv.i GROUP BY en.j) s "
+            f"ON a.j = s.j ORDER BY a.j"
+        ).fetchnumpy()
+        return np.column_stack([np.asarray(d[f"t{k}"], dtype=np.float64) for k in range(L)])
+
+    def row_totals(self, handle: _Handle, ids: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Per-analysis-unit totals ``Σ_j w_ij M_jl`` (``W M``): one GROUP BY i.
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids (rows of the result).
+            M: shape (m, L), float64, rows in the order of the sorted randomization ids.
+
+        Returns:
+            Shape (n, L), float64.
+        """
+        h = handle
+        M = np.asarray(M, dtype=np.float64)
+        L = M.shape[1]
+        rids = h.con.execute(f"SELECT j FROM {h.n('a')} ORDER BY j").fetchnumpy()["j"]
+        cols: dict[str, Any] = {"j": np.asarray(rids)}
+        cols.update({f"m{k}": np.ascontiguousarray(M[:, k]) for k in range(L)})
+        rm = self._register(h, "rowm", cols)
+        ix = self._register(h, "ids", {"i": ids, "pos": np.arange(len(ids), dtype=np.int64)})
+        sums = ", ".join(f"sum(en.w * rm.m{k}) AS t{k}" for k in range(L))
+        outs = ", ".join(f"COALESCE(s.t{k}, 0) AS t{k}" for k in range(L))
+        d = h.con.execute(
+            f"SELECT ix.pos, {outs} FROM {ix} ix LEFT JOIN (SELECT en.i, {sums} "
+            f"FROM {h.n('en')} en JOIN {rm} rm ON en.j = rm.j GROUP BY en.i) s "
+            f"ON ix.i = s.i ORDER BY ix.pos"
+        ).fetchnumpy()
+        return np.column_stack([np.asarray(d[f"t{k}"], dtype=np.float64) for k in range(L)])
+
     def graph_stats(self, handle: _Handle) -> GraphStats:
         """Totals for the sparsity diagnostics.
 

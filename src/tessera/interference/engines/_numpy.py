@@ -309,6 +309,32 @@ class NumpyEngine:
         U = self._matrix(handle) @ e  # (n, B)
         return c @ U, g @ (U * U)
 
+    def column_totals(self, handle: _Handle, ids: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Per-randomization-unit totals ``Σ_i w_ij V_il`` (``Wᵀ V``).
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids (rows of ``V``).
+            V: shape (n, L), float64.
+
+        Returns:
+            Shape (m, L), float64, rows in the order of the sorted randomization ids.
+        """
+        return np.asarray(self._matrix(handle).T @ np.asarray(V, dtype=np.float64))
+
+    def row_totals(self, handle: _Handle, ids: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Per-analysis-unit totals ``Σ_j w_ij M_jl`` (``W M``).
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids (rows of the result).
+            M: shape (m, L), float64, rows in the order of the sorted randomization ids.
+
+        Returns:
+            Shape (n, L), float64.
+        """
+        return np.asarray(self._matrix(handle) @ np.asarray(M, dtype=np.float64))
+
     def graph_stats(self, handle: _Handle) -> GraphStats:
         """Totals for the sparsity diagnostics.
 

@@ -481,6 +481,74 @@ class SparkEngine:
         s2[b] = d["s2"].to_numpy(dtype=np.float64)
         return s1, s2
 
+    def column_totals(self, handle: _Handle, ids: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Per-randomization-unit totals ``Σ_i w_ij V_il`` (``Wᵀ V``): one GROUP BY j.
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids (rows of ``V``).
+            V: shape (n, L), float64.
+
+        Returns:
+            Shape (m, L), float64, rows in the order of the sorted randomization ids.
+        """
+        F = require("pyspark.sql.functions")
+        pd = require("pandas")
+        h = handle
+        V = np.asarray(V, dtype=np.float64)
+        L = V.shape[1]
+        cols: dict[str, Any] = {"i": ids}
+        cols.update({f"v{k}": V[:, k] for k in range(L)})
+        cv = h.spark.createDataFrame(pd.DataFrame(cols))
+        s = (
+            h.en.join(cv, on="i")
+            .groupBy("j")
+            .agg(*(F.sum(F.col("w") * F.col(f"v{k}")).alias(f"t{k}") for k in range(L)))
+        )
+        d = (
+            h.a.join(s, on="j", how="left")
+            .select("j", *(F.coalesce(f"t{k}", F.lit(0.0)).alias(f"t{k}") for k in range(L)))
+            .orderBy("j")
+            .toPandas()
+        )
+        return np.column_stack([d[f"t{k}"].to_numpy(dtype=np.float64) for k in range(L)])
+
+    def row_totals(self, handle: _Handle, ids: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Per-analysis-unit totals ``Σ_j w_ij M_jl`` (``W M``): one GROUP BY i.
+
+        Args:
+            handle: from :meth:`prepare`.
+            ids: shape (n,), retained analysis ids (rows of the result).
+            M: shape (m, L), float64, rows in the order of the sorted randomization ids.
+
+        Returns:
+            Shape (n, L), float64.
+        """
+        F = require("pyspark.sql.functions")
+        pd = require("pandas")
+        h = handle
+        M = np.asarray(M, dtype=np.float64)
+        L = M.shape[1]
+        rids = np.asarray([row[0] for row in h.a.select("j").orderBy("j").collect()])
+        cols: dict[str, Any] = {"j": rids}
+        cols.update({f"m{k}": M[:, k] for k in range(L)})
+        rm = h.spark.createDataFrame(pd.DataFrame(cols))
+        ix = h.spark.createDataFrame(
+            pd.DataFrame({"i": ids, "pos": np.arange(len(ids), dtype=np.int64)})
+        )
+        s = (
+            h.en.join(rm, on="j")
+            .groupBy("i")
+            .agg(*(F.sum(F.col("w") * F.col(f"m{k}")).alias(f"t{k}") for k in range(L)))
+        )
+        d = (
+            ix.join(s, on="i", how="left")
+            .select("pos", *(F.coalesce(f"t{k}", F.lit(0.0)).alias(f"t{k}") for k in range(L)))
+            .orderBy("pos")
+            .toPandas()
+        )
+        return np.column_stack([d[f"t{k}"].to_numpy(dtype=np.float64) for k in range(L)])
+
     def graph_stats(self, handle: _Handle) -> GraphStats:
         """Totals for the sparsity diagnostics.
 
