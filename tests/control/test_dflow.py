@@ -133,3 +133,74 @@ def test_bad_input() -> None:
         dflow(v, linear_cost(op, y1), torch.zeros(1, 8, dtype=F64), optimizer="sgd")
     with pytest.raises(ValidationError, match="alpha"):
         blend_init(v, torch.zeros(1, 8, dtype=F64), alpha=1.5)
+    with pytest.raises(ValidationError, match="restarts"):
+        dflow(v, linear_cost(op, y1), torch.zeros(1, 8, dtype=F64), restarts=0)
+
+
+def test_per_sample_lbfgs_solves_each_quadratic_exactly(seed: int) -> None:
+    # identity flow map (zero velocity, one Euler step); row i minimises
+    # 0.5 x^T H_i x - b_i^T x with its own conditioning: the exact minimiser is H_i^{-1} b_i
+    g = torch.Generator().manual_seed(seed)
+    B, d = 16, 5
+    Q = torch.linalg.qr(torch.randn(B, d, d, generator=g, dtype=F64))[0]
+    ev = torch.exp(torch.randn(B, d, generator=g, dtype=F64) * 1.5)  # condition up to ~1e4
+    H = Q @ torch.diag_embed(ev) @ Q.transpose(1, 2)
+    b = torch.randn(B, d, generator=g, dtype=F64)
+
+    def cost(x):
+        return 0.5 * torch.einsum("bi,bij,bj->b", x, H, x) - (b * x).sum(1)
+
+    zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    res = dflow(
+        zero, cost, torch.zeros(B, d, dtype=F64), ode_steps=1, method="euler",
+        reg_weight=0.0, per_sample=True, max_iter=10,
+    )  # fmt: skip
+    # each row stops on its own tolerances (max |gradient| <= 1e-7, or objective change and
+    # step both <= 1e-9, as torch.optim.LBFGS); the stalled rows end with |gradient| below
+    # 1e-6 (measured 7e-7 at most), so each error is at most sqrt(d) 1e-6 / lambda_min(H_i)
+    grad = torch.einsum("bij,bj->bi", H, res.x1) - b
+    assert grad.abs().max().item() <= 1e-6
+    err = (res.x1 - torch.linalg.solve(H, b)).norm(dim=1)
+    assert (err <= 1e-6 * d**0.5 / ev.min(1).values).all(), err
+
+
+def _eight_gaussians_hits(seed: int, n: int, **settings) -> tuple[float, object]:
+    """Fraction of D-Flow solutions on a mode compatible with y = x[0] + N(0, 0.05^2)."""
+    from tessera.data.toy import eight_gaussians_params
+
+    w, mu, cov = eight_gaussians_params()
+    gmf = GaussianMixtureFlow(w, mu, cov)
+    g = torch.Generator().manual_seed(seed)
+    sigma_y = 0.05
+    y = gmf.sample_data(n, generator=g)[:, 0] + sigma_y * torch.randn(n, generator=g, dtype=F64)
+    x0 = torch.randn(n, 2, generator=g, dtype=F64)
+    res = dflow(gmf.velocity, lambda x: (x[:, 0] - y) ** 2, x0, generator=seed + 1, **settings)
+    m = torch.as_tensor(mu)
+    sd = math.sqrt(0.1**2 + sigma_y**2)
+    compatible = (m[None, :, 0] - y[:, None]).abs() < 3 * sd  # (n, 8): modes y could come from
+    near = (res.x1[:, None, :] - m[None]).norm(dim=-1) < 3 * 0.1  # within 3 sd of a mode
+    fits = (res.x1[:, 0] - y).abs() < 0.15
+    return float(((near & compatible).any(1) & fits).double().mean()), res
+
+
+@pytest.mark.statistical
+def test_eight_gaussians_solutions_land_on_compatible_modes(seed: int) -> None:
+    """Acceptance 3 (notes DF-2): eight Gaussians (radius 2, sd 0.1), observe x[0] with
+    sigma_y = 0.05; a hit is within 3 sd of a mode whose x[0] is within 3 sd of y, with
+    |x[0] - y| < 0.15.
+
+    H0: the hit rate is >= 0.95. Settings: 5 midpoint steps, lambda_R = 0.01, per-sample
+    L-BFGS 20 x 20, 2 restarts (keep each sample's lower objective). Measured hit rates
+    at n = 1000, seeds 0-2: one run 0.91-0.93; 2 restarts 0.970-0.975 (the misses of one run
+    are local minima: a source in the flat basin of the wrong neighbouring mode, with a
+    gradient of 1e-8 there; a second start leaves that basin). At n = 1000 the rate's SE
+    is 0.005, so 0.95 is >= 4 SE below the measured rate. The joint L-BFGS over the batch
+    (the reference implementation's batching) is far below (measured 0.42-0.55, n = 200).
+    """
+    n = 1000
+    rate, res = _eight_gaussians_hits(seed, n, per_sample=True, restarts=2)
+    assert rate >= 0.95, rate
+    assert res.objective is not None and res.restart is not None
+    assert res.objective.shape == (n,) and set(res.restart.tolist()) == {0, 1}
+    joint, _ = _eight_gaussians_hits(seed, 200, per_sample=False)
+    assert joint < 0.8, joint
