@@ -4,6 +4,12 @@ Column names are referenced with back-quoted identifiers through the DataFrame A
 never pasted into SQL text. A session created here is local and loopback-only
 (``SPARK_LOCAL_IP``, ``spark.driver.host`` and ``spark.driver.bindAddress`` are
 127.0.0.1, the UI is off).
+
+Spark pays a fixed cost per action (planning, scheduling, a sort's sampling pass), so
+each method runs as few actions as it can: per-unit results come back unsorted through
+Arrow and are placed by id in NumPy (the sorted randomization ids are read once per
+handle), and the replicate sums keep the ``B`` replicates as ``B`` columns of one
+GROUP BY i instead of ``B |E|`` rows of a GROUP BY (i, b).
 """
 
 from __future__ import annotations
@@ -78,6 +84,29 @@ class _Handle:
     units: Any = None  # retained units with stats
     q: int = 0
     cached: list[Any] = field(default_factory=list)
+    rids: Any = None  # sorted randomization ids, read once
+    rp: Any = None  # p in the order of rids
+
+
+def _place(keys: np.ndarray, d: Any, key: str, cols: list[str]) -> np.ndarray:
+    """Rows of the frame ``d`` at the positions of ``d[key]`` in ``keys``; zeros elsewhere.
+
+    Args:
+        keys: shape (k,), unique ids that index the result.
+        d: pandas frame with column ``key`` and ``cols``; rows whose key is not in
+            ``keys`` are ignored.
+        key: the id column of ``d``.
+        cols: the value columns, in result order.
+
+    Returns:
+        Shape (k, len(cols)), float64.
+    """
+    pd = require("pandas")
+    out = np.zeros((len(keys), len(cols)))
+    pos = pd.Index(keys).get_indexer(d[key])
+    keep = pos >= 0
+    out[pos[keep]] = d[cols].to_numpy(dtype=np.float64)[keep]
+    return out
 
 
 class SparkEngine:
@@ -345,10 +374,14 @@ class SparkEngine:
         F = require("pyspark.sql.functions")
         h = handle
         cols = ["i", "x", "mu", "s2", "deg", "y", *(f"x{n}" for n in range(h.q))]
-        d = h.units.select(*cols).orderBy("i").toPandas()
-        dropped = h.o.join(h.units, on="i", how="left_anti")
-        r = dropped.agg(F.count(F.lit(1))).collect()[0]
-        ex = [row[0] for row in dropped.select("i").orderBy("i").limit(5).collect()]
+        d = h.units.select(*cols).toPandas().sort_values("i", kind="stable")
+        # units = outcomes joined with one row per exposed unit, and outcome ids are
+        # unique (prepare checks), so the dropped units are the difference in counts
+        n_dropped = int(h.o.count()) - len(d)
+        ex: list[Any] = []
+        if n_dropped:
+            dropped = h.o.join(h.units, on="i", how="left_anti")
+            ex = [row[0] for row in dropped.select("i").orderBy(F.col("i")).limit(5).collect()]
         X = (
             np.column_stack([d[f"x{n}"].to_numpy(dtype=np.float64) for n in range(h.q)])
             if h.q
@@ -362,9 +395,18 @@ class SparkEngine:
             deg=d["deg"].to_numpy(dtype=np.int64),
             y=d["y"].to_numpy(dtype=np.float64),
             X=X,
-            n_dropped=int(r[0]),
+            n_dropped=n_dropped,
             dropped_examples=tuple(ex),
         )
+
+    @staticmethod
+    def _assignments(h: _Handle) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted randomization ids and their p (one Arrow read per handle)."""
+        if h.rids is None:
+            d = h.a.select("j", "p").toPandas().sort_values("j", kind="stable")
+            h.rids = d["j"].to_numpy()
+            h.rp = d["p"].to_numpy(dtype=np.float64)
+        return h.rids, h.rp
 
     def _coef(self, h: _Handle, ids: np.ndarray, c: np.ndarray, g: np.ndarray) -> Any:
         pd = require("pandas")
@@ -388,22 +430,13 @@ class SparkEngine:
         """
         F = require("pyspark.sql.functions")
         h = handle
-        ew = h.en.join(self._coef(h, ids, c, g), on="i")
+        rids, rp = self._assignments(h)
+        ew = h.en.join(self._coef(h, ids, c, g), on="i").cache()  # read twice below
         s = ew.groupBy("j").agg(
             F.sum(F.col("c") * F.col("w")).alias("C"),
             F.sum(F.col("g") * F.col("w") * F.col("w")).alias("G"),
         )
-        d = (
-            h.a.join(s, on="j", how="left")
-            .select(
-                "j",
-                "p",
-                F.coalesce("C", F.lit(0.0)).alias("C"),
-                F.coalesce("G", F.lit(0.0)).alias("G"),
-            )
-            .orderBy("j")
-            .toPandas()
-        )
+        CG = _place(rids, s.toPandas(), "j", ["C", "G"])
         x = ew.select("i", F.col("j").alias("j1"), F.col("w").alias("w1"), "g")
         y = h.en.select("i", F.col("j").alias("j2"), F.col("w").alias("w2"))
         pr = (  # D is symmetric: pairs with j1 <= j2 only, off-diagonal pairs counted twice
@@ -427,18 +460,22 @@ class SparkEngine:
             )
             .collect()[0][0]
         )
+        ew.unpersist()
         return RandomizationSums(
-            ids=d["j"].to_numpy(),
-            p=d["p"].to_numpy(dtype=np.float64),
-            C=d["C"].to_numpy(dtype=np.float64),
-            G=d["G"].to_numpy(dtype=np.float64),
+            ids=rids.copy(),
+            p=rp.copy(),
+            C=CG[:, 0],
+            G=CG[:, 1],
             q_full=float(q or 0.0),
         )
 
     def replicate_sums(
         self, handle: _Handle, ids: np.ndarray, c: np.ndarray, g: np.ndarray, e: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-replicate sums ``Σ_i c_i u_ib`` and ``Σ_i g_i u_ib²`` (one GROUP BY (i, b)).
+        """Per-replicate sums ``Σ_i c_i u_ib`` and ``Σ_i g_i u_ib²`` (one GROUP BY i).
+
+        The ``B`` replicates are ``B`` columns: one join of the edges with an (m, B)
+        table, one GROUP BY i with ``B`` sums, one global sum with ``2B``.
 
         Args:
             handle: from :meth:`prepare`.
@@ -454,32 +491,27 @@ class SparkEngine:
         F = require("pyspark.sql.functions")
         pd = require("pandas")
         h = handle
-        rids = np.asarray([row[0] for row in h.a.select("j").orderBy("j").collect()])
-        m, B = e.shape
-        rep = h.spark.createDataFrame(
-            pd.DataFrame(
-                {
-                    "j": np.repeat(rids, B),
-                    "b": np.tile(np.arange(B, dtype=np.int64), m),
-                    "e": np.ascontiguousarray(e, dtype=np.float64).ravel(),
-                }
-            )
+        rids, _ = self._assignments(h)
+        e = np.asarray(e, dtype=np.float64)
+        B = e.shape[1]
+        cols: dict[str, Any] = {"j": rids}
+        cols.update({f"e{b}": e[:, b] for b in range(B)})
+        rep = h.spark.createDataFrame(pd.DataFrame(cols))
+        ub = (
+            h.en.join(rep, on="j")
+            .groupBy("i")
+            .agg(*(F.sum(F.col("w") * F.col(f"e{b}")).alias(f"u{b}") for b in range(B)))
         )
-        ub = h.en.join(rep, on="j").groupBy("i", "b").agg(F.sum(F.col("w") * F.col("e")).alias("u"))
-        d = (
+        r = (
             ub.join(self._coef(h, ids, c, g), on="i")
-            .groupBy("b")
             .agg(
-                F.sum(F.col("c") * F.col("u")).alias("s1"),
-                F.sum(F.col("g") * F.col("u") * F.col("u")).alias("s2"),
+                *(F.sum(F.col("c") * F.col(f"u{b}")) for b in range(B)),
+                *(F.sum(F.col("g") * F.col(f"u{b}") * F.col(f"u{b}")) for b in range(B)),
             )
-            .toPandas()
+            .collect()[0]
         )
-        s1, s2 = np.zeros(B), np.zeros(B)
-        b = d["b"].to_numpy(dtype=np.int64)
-        s1[b] = d["s1"].to_numpy(dtype=np.float64)
-        s2[b] = d["s2"].to_numpy(dtype=np.float64)
-        return s1, s2
+        s = np.array([float(v or 0.0) for v in r])
+        return s[:B], s[B:]
 
     def column_totals(self, handle: _Handle, ids: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Per-randomization-unit totals ``Σ_i w_ij V_il`` (``Wᵀ V``): one GROUP BY j.
@@ -505,13 +537,8 @@ class SparkEngine:
             .groupBy("j")
             .agg(*(F.sum(F.col("w") * F.col(f"v{k}")).alias(f"t{k}") for k in range(L)))
         )
-        d = (
-            h.a.join(s, on="j", how="left")
-            .select("j", *(F.coalesce(f"t{k}", F.lit(0.0)).alias(f"t{k}") for k in range(L)))
-            .orderBy("j")
-            .toPandas()
-        )
-        return np.column_stack([d[f"t{k}"].to_numpy(dtype=np.float64) for k in range(L)])
+        rids, _ = self._assignments(h)
+        return _place(rids, s.toPandas(), "j", [f"t{k}" for k in range(L)])
 
     def row_totals(self, handle: _Handle, ids: np.ndarray, M: np.ndarray) -> np.ndarray:
         """Per-analysis-unit totals ``Σ_j w_ij M_jl`` (``W M``): one GROUP BY i.
@@ -529,25 +556,16 @@ class SparkEngine:
         h = handle
         M = np.asarray(M, dtype=np.float64)
         L = M.shape[1]
-        rids = np.asarray([row[0] for row in h.a.select("j").orderBy("j").collect()])
+        rids, _ = self._assignments(h)
         cols: dict[str, Any] = {"j": rids}
         cols.update({f"m{k}": M[:, k] for k in range(L)})
         rm = h.spark.createDataFrame(pd.DataFrame(cols))
-        ix = h.spark.createDataFrame(
-            pd.DataFrame({"i": ids, "pos": np.arange(len(ids), dtype=np.int64)})
-        )
         s = (
             h.en.join(rm, on="j")
             .groupBy("i")
             .agg(*(F.sum(F.col("w") * F.col(f"m{k}")).alias(f"t{k}") for k in range(L)))
         )
-        d = (
-            ix.join(s, on="i", how="left")
-            .select("pos", *(F.coalesce(f"t{k}", F.lit(0.0)).alias(f"t{k}") for k in range(L)))
-            .orderBy("pos")
-            .toPandas()
-        )
-        return np.column_stack([d[f"t{k}"].to_numpy(dtype=np.float64) for k in range(L)])
+        return _place(np.asarray(ids), s.toPandas(), "i", [f"t{k}" for k in range(L)])
 
     def graph_stats(self, handle: _Handle) -> GraphStats:
         """Totals for the sparsity diagnostics.
@@ -565,23 +583,14 @@ class SparkEngine:
             .groupBy("j")
             .agg(F.sum("w").alias("w"), F.count(F.lit(1)).alias("n"))
         )
-        d = (
-            h.a.join(s, on="j", how="left")
-            .select(
-                "j",
-                "p",
-                F.coalesce("w", F.lit(0.0)).alias("w"),
-                F.coalesce("n", F.lit(0)).alias("n"),
-            )
-            .orderBy("j")
-            .toPandas()
-        )
+        rids, rp = self._assignments(h)
+        wn = _place(rids, s.toPandas(), "j", ["w", "n"])
         r = h.units.agg(F.max("deg"), F.sum("deg")).collect()[0]
         return GraphStats(
-            ids=d["j"].to_numpy(),
-            p=d["p"].to_numpy(dtype=np.float64),
-            weight=d["w"].to_numpy(dtype=np.float64),
-            degree=d["n"].to_numpy(dtype=np.int64),
+            ids=rids.copy(),
+            p=rp.copy(),
+            weight=wn[:, 0],
+            degree=wn[:, 1].astype(np.int64),
             max_analysis_degree=int(r[0] or 0),
             n_edges=int(r[1] or 0),
         )
