@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from tessera.errors import NonFiniteError, ShapeError, ValidationError
-from tessera.metrics import energy_distance, mmd_rbf, sliced_w2, tvd, w2_exact
+from tessera.metrics import (
+    energy_distance,
+    mmd_rbf,
+    nearest_distance,
+    sliced_w2,
+    tvd,
+    w2_exact,
+)
 
 # float64 throughout: sums of O(n^2) terms of size O(1) agree to ~1e-14.
 RTOL = 1e-12
@@ -320,6 +327,27 @@ def test_tvd_bad_input():
 
 
 # ---------------------------------------------------------------- packaging
+@pytest.mark.parametrize("chunk", [1, 7, 2048])
+def test_nearest_distance_equals_brute_force(seed, chunk):
+    rng = np.random.default_rng(seed)
+    x, ref = rng.normal(size=(23, 2, 3)), rng.normal(size=(31, 6))
+    from scipy.spatial.distance import cdist
+
+    expect = cdist(x.reshape(23, -1), ref).min(1)
+    np.testing.assert_allclose(nearest_distance(x, ref, chunk=chunk), expect, rtol=1e-10)
+    # a sample that is in the reference set is at distance 0
+    assert nearest_distance(ref[:3], ref).max() < 1e-7
+
+
+def test_nearest_distance_bad_input():
+    with pytest.raises(ShapeError, match="same size per sample"):
+        nearest_distance(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(NonFiniteError):
+        nearest_distance(np.full((2, 3), np.nan), np.zeros((2, 3)))
+    with pytest.raises(ValidationError, match="chunk"):
+        nearest_distance(np.zeros((2, 3)), np.zeros((2, 3)), chunk=0)
+
+
 def test_metrics_import_pulls_in_neither_torch_nor_sklearn():
     code = (
         "import sys, tessera.metrics, tessera.metrics.distances, tessera.metrics.images; "

@@ -25,6 +25,7 @@ __all__ = [
     "energy_distance",
     "mean_pairwise_distance",
     "mmd_rbf",
+    "nearest_distance",
     "sliced_w2",
     "tvd",
     "w2_exact",
@@ -65,6 +66,16 @@ def _samples(name: str, x: Any, *, min_n: int = 1) -> np.ndarray:
         )
     check_finite(name, arr)
     return arr
+
+
+def _flat_samples(name: str, x: Any, *, min_n: int = 1) -> np.ndarray:
+    """Like :func:`_samples` for samples of any shape (n, ...), flattened to (n, d)."""
+    arr = _to_numpy(name, x)
+    if arr.ndim < 2:
+        raise ShapeError(
+            f"{name} must have shape (n, ...) with one row per sample, got {arr.shape}"
+        )
+    return _samples(name, arr.reshape(arr.shape[0], -1), min_n=min_n)
 
 
 def _pair(x: Any, y: Any, *, min_n: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -386,9 +397,9 @@ def mean_pairwise_distance(x: Any, *, weights: Any = None) -> float:
         >>> mean_pairwise_distance(np.array([[0.0], [3.0], [3.0]]))
         2.0
     """
-    arr = _samples("x", x, min_n=2)
+    arr = _flat_samples("x", x, min_n=2)
     n = arr.shape[0]
-    d = squareform(pdist(arr.reshape(n, -1)))
+    d = squareform(pdist(arr))
     if weights is None:
         return float(d.sum() / (n * (n - 1)))
     w = _to_numpy("weights", weights).astype(np.float64)
@@ -402,3 +413,44 @@ def mean_pairwise_distance(x: Any, *, weights: Any = None) -> float:
     if total <= 0:
         raise ValidationError("weights put no mass on two distinct samples")
     return float((ww * d).sum() / total)
+
+
+def nearest_distance(samples: Any, reference: Any, *, chunk: int = 2048) -> np.ndarray:
+    r"""Euclidean distance of each sample to its nearest reference point.
+
+    Used as a memorisation / on-manifold check: the median distance of generated
+    images to their nearest training image, next to the same statistic for held-out
+    real images or plain model samples.
+
+    Args:
+        samples: shape (n, ...), flattened per sample.
+        reference: shape (m, ...) with the same flattened size, e.g. the training set.
+        chunk: samples per block of the (chunk, m) distance matrix (bounds memory).
+
+    Returns:
+        Array of shape (n,), float64.
+
+    Raises:
+        ShapeError: flattened sizes that differ.
+        NonFiniteError: NaN or inf in either input.
+        ValidationError: ``chunk`` not a positive integer.
+
+    Example:
+        >>> nearest_distance(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 1.0]]))
+        array([1.        , 4.24264069])
+    """
+    check_positive_int("chunk", chunk)
+    s = _flat_samples("samples", samples)
+    r = _flat_samples("reference", reference)
+    if s.shape[1] != r.shape[1]:
+        raise ShapeError(
+            f"samples and reference must have the same size per sample, got {s.shape[1]} "
+            f"and {r.shape[1]}"
+        )
+    r2 = (r**2).sum(1)  # (m,)
+    out = np.empty(s.shape[0])
+    for start in range(0, s.shape[0], chunk):
+        b = s[start : start + chunk]
+        d2 = (b**2).sum(1)[:, None] + r2[None] - 2.0 * b @ r.T  # (chunk, m)
+        out[start : start + chunk] = np.sqrt(np.maximum(d2.min(1), 0.0))
+    return out
