@@ -13,7 +13,7 @@ Exact-variance mode is compared with the replicate mode (``B`` re-randomizations
 estimates of all engines are checked against each other (max relative difference).
 
 Usage:
-    .venv/bin/python benchmarks/bipartite.py            # 1e6 and 1e7 edges, ~3-5 min on 2 cores
+    .venv/bin/python benchmarks/bipartite.py            # 1e6 and 1e7 edges, all engines, ~10 min on 2 cores
     .venv/bin/python benchmarks/bipartite.py --quick    # 1e5 and 1e6 edges, < 1 min + Spark start
     .venv/bin/python benchmarks/bipartite.py --large    # adds 1e8 edges on DuckDB (~30+ min, ~3 GB disk)
     .venv/bin/python benchmarks/bipartite.py --no-spark --out /tmp/bipartite.json
@@ -208,7 +208,7 @@ def main() -> None:
             engines: list[tuple[str, Any]] = [("duckdb", duck)]
             if size <= 10_000_000 and not args.no_numpy:
                 engines.insert(0, ("numpy", "numpy"))
-            if spark_engine is not None and size <= 1_000_000:
+            if spark_engine is not None and size <= 10_000_000:
                 engines.append(("spark", spark_engine))
             ests: dict[str, float] = {}
             for name, eng in engines:

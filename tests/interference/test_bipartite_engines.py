@@ -245,3 +245,18 @@ def test_duckdb_config_from_parquet(sim, tmp_path: Path) -> None:
     eng = DuckDBEngine(threads=1, memory_limit="256MB", temp_directory=str(tmp_path / "spill"))
     r = erl(tmp_path / "e.parquet", tmp_path / "a.parquet", tmp_path / "o.parquet", engine=eng)
     _close(r, erl(e, a, o, engine="numpy"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"master": "spark://host:7077"}, "master must be a local master"),
+        ({"driver_memory": "lots"}, "driver_memory must be a JVM size"),
+        ({"driver_memory": "0g"}, "driver_memory must be a JVM size"),
+    ],
+)
+def test_local_session_rejects_bad_settings_before_starting_spark(kwargs, match) -> None:
+    from tessera.interference.engines import local_session
+
+    with pytest.raises(ValidationError, match=match):
+        local_session(**kwargs)

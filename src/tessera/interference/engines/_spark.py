@@ -15,6 +15,7 @@ GROUP BY i instead of ``B |E|`` rows of a GROUP BY (i, b).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +38,17 @@ __all__ = ["SparkEngine", "local_session"]
 _NUMERIC = ("tinyint", "smallint", "int", "bigint", "float", "double", "boolean", "decimal")
 
 
-def local_session(master: str = "local[2]", *, shuffle_partitions: int = 4) -> Any:
+def local_session(
+    master: str = "local[2]", *, shuffle_partitions: int = 4, driver_memory: str = "4g"
+) -> Any:
     """Get or create a loopback-only local SparkSession.
 
     Args:
         master: Spark master URL, ``local[k]``.
         shuffle_partitions: ``spark.sql.shuffle.partitions`` (small for local runs).
+        driver_memory: JVM heap (``spark.driver.memory``; in local mode the executors run
+            in the driver). Spark's 1g default runs out of heap near 1e7 edges. It takes
+            effect only when this call starts the JVM, not on an existing session.
 
     Returns:
         A ``pyspark.sql.SparkSession``.
@@ -55,6 +61,10 @@ def local_session(master: str = "local[2]", *, shuffle_partitions: int = 4) -> A
             f"master must be a local master such as 'local[2]', got {master!r}; pass your "
             "own session with SparkEngine(session=...) for a cluster"
         )
+    if not re.fullmatch(r"[1-9][0-9]*[kmgt]?", str(driver_memory).lower()):
+        raise ValidationError(
+            f"driver_memory must be a JVM size such as '4g' or '512m', got {driver_memory!r}"
+        )
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     sql = require("pyspark.sql")
     return (
@@ -63,6 +73,8 @@ def local_session(master: str = "local[2]", *, shuffle_partitions: int = 4) -> A
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", str(driver_memory))
+        .config("spark.ui.showConsoleProgress", "false")  # no stage bars over CLI output
         .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions)))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .getOrCreate()
