@@ -237,6 +237,29 @@ def test_loss_is_zero_at_the_base_when_the_reward_is_flat() -> None:
     assert res.history["loss"][0] == 0.0
 
 
+@pytest.mark.parametrize("clip", [None, 2.0])
+def test_chunked_loss_gives_the_same_gradient(clip) -> None:
+    # the AM loss is a sum over times: accumulating its gradient over blocks of one time
+    # must equal one backward pass over all times (float64, so only summation order differs);
+    # with clip, clipped trajectories contribute no gradient in either form
+    def run(chunk: int, clip=clip) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        base = TimeMLP(TimeMLPConfig(dim=2, hidden=16, depth=1, time_dim=8)).double()
+        res = adjoint_matching(
+            base, quadratic([2.0, -1.0]), lam=1.0, steps=3, n_time_steps=12, batch_size=8,
+            lr=1e-2, clip=clip, loss_chunk=chunk, progress=False, log_every=1, generator=0,
+        )  # fmt: skip
+        return {"state": res.model.state_dict(), "loss": res.history["loss"]}
+
+    one, all_at_once = run(1), run(100)
+    for k, v in one["state"].items():
+        torch.testing.assert_close(v, all_at_once["state"][k], rtol=1e-10, atol=1e-12)
+    assert one["loss"] == pytest.approx(all_at_once["loss"], rel=1e-10)
+    if clip is not None:  # the clip was active: the unclipped run moves differently
+        free = run(100, clip=None)
+        assert any(not torch.allclose(v, free["state"][k]) for k, v in one["state"].items())
+
+
 @pytest.mark.parametrize("method", ["adjoint_matching", "discrete_adjoint", "draft", "refl"])
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, method: str) -> None:
     fns = {

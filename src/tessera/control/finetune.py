@@ -204,6 +204,9 @@ class FineTuneConfig:
             uses 20 of 40).
         clip: AM: per-trajectory loss clip (None: none). Heavy-tailed losses carry the
             tilt between modes; clipping biases the result (see the module docs).
+        loss_chunk: AM: times per backward pass of the loss. The gradient is accumulated
+            over blocks of this many times, so memory does not grow with K; the
+            gradient is the same for every value (up to float summation order).
         time_weighting: AM: ``"paper"`` or ``"sigma"`` (weights sigma_k / 2).
         diffusion: ``"memoryless"`` or ``"constant:S"`` (the biased ablation).
         k: DRaFT: number of final ODE steps back-propagated through.
@@ -228,6 +231,7 @@ class FineTuneConfig:
     grad_clip: float | None = 1.0
     loss_time_subset: int | None = None
     clip: float | None = None
+    loss_chunk: int = 10
     time_weighting: Literal["paper", "sigma"] = "sigma"
     diffusion: str = "memoryless"
     k: int = 1
@@ -255,6 +259,7 @@ class FineTuneConfig:
             check_positive_int("loss_time_subset", self.loss_time_subset)
         if self.clip is not None:
             check_positive("clip", self.clip)
+        check_positive_int("loss_chunk", self.loss_chunk)
         check_choice("time_weighting", self.time_weighting, ("paper", "sigma"))
         _parse_diffusion(self.diffusion, CondOT(), 0.01)
         check_positive_int("k", self.k)
@@ -721,24 +726,46 @@ def _am_step(ctx: _Context, step: int) -> dict[str, float]:
     r, terminal = _reward_and_grad(ctx.reward, xs[-1], cfg.lam, step)
     adj, vbase = lean_adjoint(ctx.base_fn, xs, ctx.schedule, ctx.diffusion, terminal)
     ks = _am_times(ctx)
-    n = len(ks)
-    x = xs[ks].reshape(n * B, *ctx.shape)
-    t = ctx.grid[ks].repeat_interleave(B)
-    sig = ctx.sig[ks].repeat_interleave(B)
-    target = adj[ks + 1].reshape(n * B, *ctx.shape)
-    vb = vbase[ks].reshape(n * B, *ctx.shape)
-    u = _control(ctx, ctx.model(x, t), vb, x, t, sig)
-    res = u + sig.reshape(-1, *([1] * len(ctx.shape))) * target
-    per = (res.reshape(n * B, -1) ** 2).sum(1)
-    if cfg.time_weighting == "sigma":
-        per = per * (sig / 2.0)
-    per_path = per.reshape(n, B).sum(0)
+    view = (-1, *([1] * len(ctx.shape)))
+
+    def per_path(sel: Tensor) -> tuple[Tensor, Tensor]:
+        """Loss of the times ``sel`` per trajectory (B,), and the controls there (detached)."""
+        n = len(sel)
+        x = xs[sel].reshape(n * B, *ctx.shape)
+        t = ctx.grid[sel].repeat_interleave(B)
+        sig = ctx.sig[sel].repeat_interleave(B)
+        u = _control(ctx, ctx.model(x, t), vbase[sel].reshape(n * B, *ctx.shape), x, t, sig)
+        res = u + sig.reshape(view) * adj[sel + 1].reshape(n * B, *ctx.shape)
+        per = (res.reshape(n * B, -1) ** 2).sum(1)
+        if cfg.time_weighting == "sigma":
+            per = per * (sig / 2.0)
+        return per.reshape(n, B).sum(0), u.detach()
+
+    # The loss is a sum over times, so its gradient is accumulated over blocks of
+    # ``loss_chunk`` times: the graph never holds more than one block (memory O(1) in K).
+    # A clipped trajectory contributes no gradient (d min(c, L)/dL = 0 above c), so with
+    # ``clip`` the per-trajectory totals are computed first, without a graph.
+    chunks = torch.split(ks, cfg.loss_chunk)
+    keep = torch.ones(B, dtype=ctx.dtype, device=ctx.device)
     if cfg.clip is not None:
-        per_path = per_path.clamp(max=cfg.clip)
-    loss = per_path.mean()
+        with torch.no_grad():
+            totals = torch.stack([per_path(c)[0] for c in chunks]).sum(0)  # (B,)
+        keep = (totals < cfg.clip).to(ctx.dtype)
+    ctx.opt.zero_grad(set_to_none=True)
+    total = torch.zeros(B, dtype=ctx.dtype, device=ctx.device)
+    us = []
+    with torch.enable_grad():
+        for c in chunks:
+            part, u = per_path(c)
+            (part * keep).sum().div(B).backward()
+            total += part.detach()
+            us.append(u)
+    if cfg.clip is not None:
+        total = total.clamp(max=cfg.clip)
+    loss = total.mean()
     with torch.no_grad():  # running J on the batch: control cost over all controlled steps
-        if n == ctx.K - 1:
-            uu = u.detach()
+        if len(ks) == ctx.K - 1:
+            uu = torch.cat(us)
         else:
             allx = xs[: ctx.K - 1].reshape((ctx.K - 1) * B, *ctx.shape)
             allt = ctx.grid[: ctx.K - 1].repeat_interleave(B)
@@ -746,9 +773,9 @@ def _am_step(ctx: _Context, step: int) -> dict[str, float]:
             vb_all = vbase[: ctx.K - 1].reshape((ctx.K - 1) * B, *ctx.shape)
             uu = _control(ctx, ctx.model(allx, allt), vb_all, allx, allt, alls)
         cost = 0.5 * ctx.h * (uu.reshape(ctx.K - 1, B, -1) ** 2).sum((0, 2))
-    _backward(ctx, loss, step)
+    _step(ctx, loss, step)
     return {
-        "loss": float(loss.detach()),
+        "loss": float(loss),
         "reward": float(r.mean()),
         "control_cost": float(cost.mean()),
         "kl_certificate": float((cost - cfg.lam * r).mean()) - ctx.j_star,
@@ -834,12 +861,23 @@ def _check_finite_reward(r: Tensor, step: int) -> None:
 
 def _backward(ctx: _Context, loss: Tensor, step: int) -> None:
     if not torch.isfinite(loss):
-        raise TrainingDivergedError(
-            f"{ctx.config.method} loss became {float(loss)} at step {step}; lower lr "
-            f"(now {ctx.config.lr}) or lam, or set clip"
-        )
+        _diverged(ctx, loss, step)
     ctx.opt.zero_grad(set_to_none=True)
     loss.backward()
+    _step(ctx, loss, step)
+
+
+def _diverged(ctx: _Context, loss: Tensor, step: int) -> None:
+    raise TrainingDivergedError(
+        f"{ctx.config.method} loss became {float(loss)} at step {step}; lower lr "
+        f"(now {ctx.config.lr}) or lam, or set clip"
+    )
+
+
+def _step(ctx: _Context, loss: Tensor, step: int) -> None:
+    """Check the loss and the accumulated gradients, clip them and take the optimiser step."""
+    if not torch.isfinite(loss):
+        _diverged(ctx, loss, step)
     if ctx.config.grad_clip is not None:
         nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.config.grad_clip)
     for p in ctx.model.parameters():
@@ -974,7 +1012,7 @@ def _finetune(
     elif config.method in ("adjoint_matching", "discrete_adjoint"):
         ctx.j_star, _ = log_partition(
             base_fn, reward, config.lam, sample_shape=shape, schedule=schedule,
-            n=max(4 * config.batch_size, 256), n_time_steps=K, batch_size=max(config.batch_size, 256),
+            n=max(4 * config.batch_size, 256), n_time_steps=K, batch_size=config.batch_size,
             noiseless_last=True, generator=gen, dtype=ctx.dtype, device=ctx.device,
         )  # fmt: skip
     step_fn = _STEPS[config.method]
@@ -1069,7 +1107,7 @@ def adjoint_matching(
             ``sample_shape`` so that ``tessera flows sample`` can use it).
         on_step: called as ``on_step(step, stats)`` after every step.
         **settings: other :class:`FineTuneConfig` fields (``grad_clip``,
-            ``weight_decay``, ``lr_schedule``, ``out_dir``, ``checkpoint_every``,
+            ``weight_decay``, ``lr_schedule``, ``loss_chunk``, ``out_dir``, ``checkpoint_every``,
             ``resume``, ``log_every``, ``seed``).
 
     Returns:
