@@ -117,3 +117,21 @@ def test_bad_input() -> None:
         ot_ode(v, CondOT(), torch.eye(3), y, 0.1)
     with pytest.raises(ShapeError, match="measurements per sample"):
         flow_dps(v, CondOT(), Inpaint(torch.ones(6, dtype=torch.bool)), y)
+
+
+@pytest.mark.parametrize("method", ["ot-ode", "dps", "pigdm", "dflow", "pinv"])
+def test_reconstruct_counts_every_velocity_call(method: str) -> None:
+    from tessera.control.tasks import make_operator, reconstruct
+
+    gmf = GaussianMixtureFlow([1.0], [[0.0] * 16], [torch.eye(16).tolist()])
+    calls = [0]
+
+    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return gmf.velocity(x.double(), t.double()).to(x.dtype)
+
+    op = make_operator("inpaint", (4, 4))
+    y = op.forward(torch.randn(3, 16, generator=torch.Generator().manual_seed(0)))
+    res = reconstruct(v, op, y, 0.05, method, generator=1)
+    assert res.settings["nfe"] == calls[0]
+    assert (calls[0] == 0) == (method == "pinv")
