@@ -16,7 +16,13 @@ __all__ = ["add_parsers"]
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tessera.report.demo import run_demo
 
-    results = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    results = run_demo(
+        args.out,
+        quick=args.quick,
+        seed=args.seed,
+        progress=not args.no_progress,
+        benchmarks_dir=None if args.benchmarks == "" else args.benchmarks,
+    )
     toy, dig = results["eight_gaussians"], results["digits"]
     human = (
         f"eight_gaussians: W2 {toy['w2_model']:.4f} vs noise floor {toy['w2_noise_floor']:.4f} "
@@ -118,6 +124,12 @@ def add_parsers(sub: Any) -> None:
     demo.add_argument("--quick", action="store_true", help="short smoke run")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    demo.add_argument(
+        "--benchmarks",
+        default="benchmarks/results",
+        help="committed benchmark JSON to render in the report (default benchmarks/results; "
+        "'' for none)",
+    )
     demo.add_argument("--json", action="store_true", help="print results as JSON")
     demo.set_defaults(func=_cmd_demo)
 

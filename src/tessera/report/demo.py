@@ -7,7 +7,9 @@
    distance of each sample to its nearest training digit (memorisation check).
 
 Everything is written to ``out_dir``: the trained models, ``results.json`` and
-``report.html``.
+``report.html``. The report also renders the committed method benchmarks found in
+``benchmarks_dir`` (``benchmarks/results`` of a checkout; each table names the script
+that produced it), without rerunning them.
 """
 
 from __future__ import annotations
@@ -25,18 +27,14 @@ import torch
 from tessera.data import toy2d
 from tessera.flows import sample
 from tessera.flows.recipes import train_on
-from tessera.metrics import digits_judge, w2_exact
+from tessera.metrics import digits_judge, nearest_distance, w2_exact
 from tessera.nn import atomic_write_text
+from tessera.report.benchmarks import add_benchmark_sections
 from tessera.report.html import Report, image_grid_figure, scatter_figure
 
 __all__ = ["run_demo"]
 
 log = logging.getLogger(__name__)
-
-
-def _nearest_distance(samples: np.ndarray, train: np.ndarray) -> np.ndarray:
-    d2 = (samples**2).sum(1)[:, None] + (train**2).sum(1)[None] - 2 * samples @ train.T
-    return np.sqrt(np.maximum(d2.min(1), 0.0))
 
 
 def _toy(out: Path, steps: int, seed: int, progress: bool, rep: Report) -> dict[str, Any]:
@@ -81,12 +79,12 @@ def _digits(out: Path, steps: int, seed: int, progress: bool, rep: Report) -> di
     samples = sample(result.sampling_model, n, (64,), steps=100, generator=gen).numpy()
     judge = digits_judge(seed=seed)
     report = judge.evaluate(samples)
-    nn_sample = _nearest_distance(samples, data.x)
+    nn_sample = nearest_distance(samples, data.x)
     # the same statistic for held-out real digits: how far a *new* real digit is from the train set
     from tessera.data import digits
 
     test_x = np.asarray(digits(seed=seed).test_x)
-    nn_test = _nearest_distance(test_x, data.x)
+    nn_test = nearest_distance(test_x, data.x)
     metrics: dict[str, Any] = {
         "train_steps": steps,
         "train_seconds": round(train_s, 1),
@@ -113,7 +111,12 @@ def _digits(out: Path, steps: int, seed: int, progress: bool, rep: Report) -> di
 
 
 def run_demo(
-    out_dir: str | Path, *, quick: bool = False, seed: int = 0, progress: bool = True
+    out_dir: str | Path,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    benchmarks_dir: str | Path | None = "benchmarks/results",
 ) -> dict[str, Any]:
     """Train, sample and evaluate the demo flows; write results.json and report.html.
 
@@ -122,6 +125,8 @@ def run_demo(
         quick: a short smoke run (few training steps; metrics are not meaningful).
         seed: seed of data, training and sampling.
         progress: show progress bars on stderr.
+        benchmarks_dir: directory of committed benchmark JSON to render in the report
+            (relative paths are taken from the working directory); None: none.
 
     Returns:
         The results dict (also written to ``out_dir/results.json``).
@@ -141,6 +146,8 @@ def run_demo(
     log.info("demo 2/2: digits")
     results["digits"] = _digits(out, digit_steps, seed, progress, rep)
     results["total_seconds"] = round(time.perf_counter() - t0, 1)
+    if benchmarks_dir is not None:
+        results["benchmarks_rendered"] = add_benchmark_sections(rep, benchmarks_dir)
     rep.heading("Run")
     rep.json(results)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))

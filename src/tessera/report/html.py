@@ -148,6 +148,20 @@ class Report:
         )
         return self
 
+    def extend(self, other: Report) -> Report:
+        """Append everything added to ``other`` (e.g. a section built on a scratch report).
+
+        Args:
+            other: another report; its title is ignored.
+
+        Returns:
+            self.
+        """
+        self._flush_figures()
+        other._flush_figures()
+        self._parts.extend(other._parts)
+        return self
+
     def to_html(self) -> str:
         """Render the page.
 
