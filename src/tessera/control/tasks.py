@@ -144,9 +144,7 @@ def reconstruct(
             "inner_iter": 20,
             "reg_weight": 0.01,
         }
-        x0 = blend_init(
-            counted, operator.back_project(y, max(sigma_y**2, 1e-6)), 0.1, generator
-        )
+        x0 = blend_init(counted, operator.back_project(y, max(sigma_y**2, 1e-6)), 0.1, generator)
         res = dflow(
             counted,
             linear_cost(operator, y),
