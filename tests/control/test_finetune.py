@@ -10,6 +10,7 @@ noiseless last step of the implementation.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -187,16 +188,23 @@ def test_am1_constant_sigma_reproduces_the_predicted_bias(seed: int) -> None:
 def test_am2_mode_reweighting(which: str, seed: int) -> None:
     # Acceptance 3 (AM-2): modes +-2 (sd 0.5), r = x, lam = 0.5: the tilted right-mode
     # weight is 0.881 (the chain's exact optimum 0.8814); constant(0.5) gives ~0.61.
+    # Moving mass between modes is slow: measured at seed 0, memoryless 0.845 after 1,000
+    # steps, 0.879 after 3,000 (lr 1e-3); constant(0.5) 0.630 after 1,000. The SE of a
+    # share from 20,000 ODE samples is 0.002.
     base = GaussianMixtureFlow([0.5, 0.5], [[-2.0], [2.0]], [[[0.25]], [[0.25]]])
     torch.manual_seed(seed)
     model = ResidualVelocity(
         base, TimeMLP(TimeMLPConfig(dim=1, hidden=64, depth=3, time_dim=32, zero_init_last=True))
     )
     diff = "memoryless" if which == "memoryless" else constant(0.5)
-    res = adjoint_matching(
-        base, linear([1.0]), lam=0.5, model=model, sample_shape=(1,), steps=1000, n_time_steps=100,
-        batch_size=256, lr=1e-3, grad_clip=None, diffusion=diff, generator=seed, progress=False,
-    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if which != "memoryless":  # the biased ablation warns by design
+            stack.enter_context(pytest.warns(TesseraWarning, match="memoryless"))
+        res = adjoint_matching(
+            base, linear([1.0]), lam=0.5, model=model, sample_shape=(1,),
+            steps=3000 if which == "memoryless" else 1000, n_time_steps=100, batch_size=256, lr=1e-3, grad_clip=None, diffusion=diff,
+            generator=seed, progress=False,
+        )  # fmt: skip
     x = _ode_samples(res.model, 20_000, 1, seed + 1)
     right = float((x > 0).double().mean())
     if which == "memoryless":
