@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from tessera.control.inverse import ot_ode
-from tessera.control.tasks import METHODS, TASKS, make_operator, reconstruct
+from tessera.control.tasks import METHODS, OT_ODE_SETTINGS, TASKS, make_operator, reconstruct
 from tessera.data import digits, mnist5k
 from tessera.flows import CondOT
 from tessera.flows.recipes import load_flow, train_on
@@ -99,7 +99,8 @@ def main() -> None:
             args.n, op.out_dim if op.out_dim > 0 else h * w, generator=gen
         )
         for st in (0.1, 0.2, 0.3):
-            x = ot_ode(v, CondOT(), op, y, args.sigma_y, start_time=st, generator=args.seed + 2)
+            kw = {**OT_ODE_SETTINGS, "start_time": st}
+            x = ot_ode(v, CondOT(), op, y, args.sigma_y, generator=args.seed + 2, **kw)
             robustness.append(
                 {
                     "task": task,
