@@ -44,20 +44,21 @@ def _finetune(rep: Report, data: dict[str, Any]) -> None:
     _provenance(rep, data, "benchmarks/finetune.py")
     q = data.get("quality")
     if q:
-        t = q["target"]
+        t, c = q["target"], q["settings"]["target_class"]
+        share = f"class-{c} fraction"
         rep.text(
-            f"AM-3: digits flow, reward log p(3 | x), lam = {q['settings']['lam']}, "
-            f"{q['settings']['steps']} steps. The target p_base(x) p(3 | x) is estimated by "
+            f"Digits flow, reward log p({c} | x), lam = {q['settings']['lam']}, "
+            f"{q['settings']['steps']} steps. The target p_base(x) p({c} | x) is estimated by "
             f"importance weighting {t['n_base']} base samples (ESS {t['ess']:.0f}); every model "
             "is judged by the independent digits judge, not the reward classifier. Diversity: "
-            "mean pairwise distance among class-3 samples over the IS-weighted base's; "
+            f"mean pairwise distance among class-{c} samples over the IS-weighted base's; "
             "nearest-train: median distance to the nearest training digit over base samples'; "
             "KL certificate: J - J*, an upper bound on KL(model || target) in nats."
         )
         rows = [
             {
                 "model": "target (IS-weighted base)",
-                "class-3 fraction": t["target_fraction"],
+                share: t["target_fraction"],
                 "TVD to target": 0.0,
                 "diversity ratio": 1.0,
             }
@@ -66,7 +67,7 @@ def _finetune(rep: Report, data: dict[str, Any]) -> None:
             rows.append(
                 {
                     "model": name,
-                    "class-3 fraction": r["target_fraction"],
+                    share: r["target_fraction"],
                     "TVD to target": r["tvd_to_target"],
                     "diversity ratio": r["diversity_ratio"],
                     "nearest-train ratio": r.get("nearest_train_ratio", ""),

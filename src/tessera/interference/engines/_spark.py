@@ -121,6 +121,33 @@ def _place(keys: np.ndarray, d: Any, key: str, cols: list[str]) -> np.ndarray:
     return out
 
 
+def _weighted_totals(h: _Handle, key: str, keys: np.ndarray, M: Any, *, by: str) -> Any:
+    """Spark frame of ``Σ w · M[:, k]`` over the edges, grouped by ``by``, as columns t{k}.
+
+    Args:
+        h: the prepared handle (its edges ``h.en`` have columns i, j, w).
+        key: the edge column that indexes the rows of ``M`` (``"i"`` or ``"j"``).
+        keys: shape (r,), the ids of the rows of ``M``.
+        M: shape (r, L), float64.
+        by: the edge column to group by (the other one).
+
+    Returns:
+        A DataFrame with columns ``by``, t0 ... t{L-1} (one row per id of ``by`` that
+        has an edge to a row of ``M``): one join and one GROUP BY with L sums.
+    """
+    F = require("pyspark.sql.functions")
+    pd = require("pandas")
+    M = np.asarray(M, dtype=np.float64)
+    cols: dict[str, Any] = {key: keys}
+    cols.update({f"m{k}": M[:, k] for k in range(M.shape[1])})
+    right = h.spark.createDataFrame(pd.DataFrame(cols))
+    return (
+        h.en.join(right, on=key)
+        .groupBy(by)
+        .agg(*(F.sum(F.col("w") * F.col(f"m{k}")).alias(f"t{k}") for k in range(M.shape[1])))
+    )
+
+
 class SparkEngine:
     """Aggregate with Spark DataFrames.
 
@@ -501,24 +528,15 @@ class SparkEngine:
             Two arrays of shape (B,).
         """
         F = require("pyspark.sql.functions")
-        pd = require("pandas")
         h = handle
         rids, _ = self._assignments(h)
-        e = np.asarray(e, dtype=np.float64)
-        B = e.shape[1]
-        cols: dict[str, Any] = {"j": rids}
-        cols.update({f"e{b}": e[:, b] for b in range(B)})
-        rep = h.spark.createDataFrame(pd.DataFrame(cols))
-        ub = (
-            h.en.join(rep, on="j")
-            .groupBy("i")
-            .agg(*(F.sum(F.col("w") * F.col(f"e{b}")).alias(f"u{b}") for b in range(B)))
-        )
+        B = np.shape(e)[1]
+        ub = _weighted_totals(h, "j", rids, e, by="i")  # u{b}_i = Σ_j w_ij e_jb as t{b}
         r = (
             ub.join(self._coef(h, ids, c, g), on="i")
             .agg(
-                *(F.sum(F.col("c") * F.col(f"u{b}")) for b in range(B)),
-                *(F.sum(F.col("g") * F.col(f"u{b}") * F.col(f"u{b}")) for b in range(B)),
+                *(F.sum(F.col("c") * F.col(f"t{b}")) for b in range(B)),
+                *(F.sum(F.col("g") * F.col(f"t{b}") * F.col(f"t{b}")) for b in range(B)),
             )
             .collect()[0]
         )
@@ -536,21 +554,9 @@ class SparkEngine:
         Returns:
             Shape (m, L), float64, rows in the order of the sorted randomization ids.
         """
-        F = require("pyspark.sql.functions")
-        pd = require("pandas")
-        h = handle
-        V = np.asarray(V, dtype=np.float64)
-        L = V.shape[1]
-        cols: dict[str, Any] = {"i": ids}
-        cols.update({f"v{k}": V[:, k] for k in range(L)})
-        cv = h.spark.createDataFrame(pd.DataFrame(cols))
-        s = (
-            h.en.join(cv, on="i")
-            .groupBy("j")
-            .agg(*(F.sum(F.col("w") * F.col(f"v{k}")).alias(f"t{k}") for k in range(L)))
-        )
-        rids, _ = self._assignments(h)
-        return _place(rids, s.toPandas(), "j", [f"t{k}" for k in range(L)])
+        rids, _ = self._assignments(handle)
+        s = _weighted_totals(handle, "i", ids, V, by="j")
+        return _place(rids, s.toPandas(), "j", [f"t{k}" for k in range(np.shape(V)[1])])
 
     def row_totals(self, handle: _Handle, ids: np.ndarray, M: np.ndarray) -> np.ndarray:
         """Per-analysis-unit totals ``Σ_j w_ij M_jl`` (``W M``): one GROUP BY i.
@@ -563,21 +569,9 @@ class SparkEngine:
         Returns:
             Shape (n, L), float64.
         """
-        F = require("pyspark.sql.functions")
-        pd = require("pandas")
-        h = handle
-        M = np.asarray(M, dtype=np.float64)
-        L = M.shape[1]
-        rids, _ = self._assignments(h)
-        cols: dict[str, Any] = {"j": rids}
-        cols.update({f"m{k}": M[:, k] for k in range(L)})
-        rm = h.spark.createDataFrame(pd.DataFrame(cols))
-        s = (
-            h.en.join(rm, on="j")
-            .groupBy("i")
-            .agg(*(F.sum(F.col("w") * F.col(f"m{k}")).alias(f"t{k}") for k in range(L)))
-        )
-        return _place(np.asarray(ids), s.toPandas(), "i", [f"t{k}" for k in range(L)])
+        rids, _ = self._assignments(handle)
+        s = _weighted_totals(handle, "j", rids, M, by="i")
+        return _place(np.asarray(ids), s.toPandas(), "i", [f"t{k}" for k in range(np.shape(M)[1])])
 
     def graph_stats(self, handle: _Handle) -> GraphStats:
         """Totals for the sparsity diagnostics.
