@@ -21,8 +21,10 @@ def test_committed_results_render_with_their_figures(tmp_path) -> None:
     for name in done:
         assert _SECTIONS[name][0] in html
     if "inverse" in done:
-        row = json.loads((RESULTS / "inverse.json").read_text())["rows"][0]
-        assert f"{row['psnr']:.4g}" in html
+        inv = json.loads((RESULTS / "inverse.json").read_text())
+        assert f"{inv['rows'][0]['psnr']:.4g}" in html
+        for v in inv.get("summary", {}).values():
+            assert f"{v['ot_ode_minus_pinv_db']:.4g}" in html
     if "finetune" in done:
         q = json.loads((RESULTS / "finetune.json").read_text()).get("quality")
         if q:

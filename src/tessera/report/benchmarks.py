@@ -127,6 +127,14 @@ def _inverse(rep: Report, data: dict[str, Any]) -> None:
     )
     keep = ("task", "method", "psnr", "ssim", "judge_accuracy", "nfe", "seconds")
     rep.table([{k: r[k] for k in keep if k in r} for r in data.get("rows", [])])
+    summary = data.get("summary")
+    if summary:
+        rep.text(
+            "OT-ODE against the best training-free baseline (flow-DPS, PiGDM, pseudo-inverse), "
+            "against D-Flow and the pseudo-inverse, in dB; and its PSNR range across "
+            "start_time in {0.1, 0.2, 0.3}."
+        )
+        rep.table([{"task": task, **v} for task, v in summary.items()])
 
 
 def _bipartite(rep: Report, data: dict[str, Any]) -> None:
