@@ -16,6 +16,12 @@ deblur / denoise there, and is within 0.6 dB of the best of the four values on e
 (gamma = 5 was higher on inpaint, super-resolution and, by 0.06 dB, denoise, but lower on
 deblur).
 
+Baselines: OT-ODE's comparison (Pokle et al.; research note OT-2) is with the other
+training-free methods at their own single setting: the pseudo-inverse, flow-DPS and PiGDM
+on the model's VP version. D-Flow is not one of them: it optimises the source point
+through the solver with about 90 times the NFE, and ``benchmarks/inverse.py`` reports it
+beside OT-ODE separately.
+
 ``InverseResult.settings["nfe"]`` is the number of velocity-network calls per image (a
 batched call counts once), counted by wrapping the velocity, so it includes D-Flow's line
 search trials and the forward passes that checkpointing recomputes during its backward
