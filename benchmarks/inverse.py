@@ -7,7 +7,7 @@ The summary compares OT-ODE with the best training-free baseline (flow-DPS, PiGD
 pseudo-inverse) and, separately, with D-Flow.
 
     .venv/bin/python benchmarks/inverse.py [--data digits|mnist5k] [--ckpt DIR] [--n 100]
-        [--methods ...] [--out PATH] [--resummarize]
+        [--methods ...] [--out PATH] [--merge] [--resummarize]
 
 Without --ckpt it trains the data set's default flow (digits: 6000-step MLP, a few
 minutes on 2 cores; mnist5k: 4000-step U-Net, much longer on a CPU) into
@@ -73,6 +73,12 @@ def main() -> None:
         action="store_true",
         help="recompute the summary of the rows already in --out (no model calls)",
     )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of the methods not in --methods from the run already in --out "
+        "(same data, n, sigma_y and seed), e.g. to rerun OT-ODE without rerunning D-Flow",
+    )
     args = p.parse_args()
 
     if args.out is None:
@@ -84,6 +90,15 @@ def main() -> None:
         print(json.dumps(done["summary"], indent=2))
         _write(Path(args.out), done)
         return
+    earlier = None
+    if args.merge:
+        if not Path(args.out).is_file():
+            raise SystemExit(f"--merge: no earlier run at {args.out}; run without --merge first")
+        earlier = json.loads(Path(args.out).read_text())
+        want = {"data": args.data, "n": args.n, "sigma_y": args.sigma_y, "seed": args.seed}
+        have = {k: earlier["settings"].get(k) for k in want}
+        if have != want:
+            raise SystemExit(f"--merge: {args.out} was run with {have}, not {want}; rerun it whole")
     t0 = time.perf_counter()
     if args.ckpt is None:
         args.ckpt = f"runs/bench/{args.data}_flow"
@@ -130,7 +145,7 @@ def main() -> None:
                 flush=True,
             )
     robustness = []
-    for task in TASKS:
+    for task in TASKS if "ot-ode" in args.methods else ():
         op = make_operator(task, (h, w))
         gen = torch.Generator().manual_seed(args.seed + 1)
         y = op.forward(x_true) + args.sigma_y * torch.randn(
@@ -146,6 +161,12 @@ def main() -> None:
                     "psnr": psnr(x.clamp(-1, 1).numpy(), x_true.numpy()),
                 }
             )
+    if earlier is not None:
+        kept = [r for r in earlier["rows"] if r["method"] not in args.methods]
+        order = {(t, m): i for i, (t, m) in enumerate((t, m) for t in TASKS for m in METHODS)}
+        rows = sorted(kept + rows, key=lambda r: order[(r["task"], r["method"])])
+        if "ot-ode" not in args.methods:
+            robustness = earlier["ot_ode_start_time"]
     summary = summarize(rows, robustness)
     print(json.dumps(summary, indent=2))
     result = {
@@ -164,6 +185,12 @@ def main() -> None:
             "ckpt": args.ckpt,
             "seed": args.seed,
             "judge_test_accuracy": judge.test_accuracy_,
+            "merged_from": None
+            if earlier is None
+            else {
+                "date": earlier["date"],
+                "methods": sorted({r["method"] for r in earlier["rows"]} - set(args.methods)),
+            },
         },
         "rows": rows,
         "ot_ode_start_time": robustness,
