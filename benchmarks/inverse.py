@@ -1,10 +1,13 @@
-"""Inverse problems on held-out digits: OT-ODE vs D-Flow, flow-DPS, PiGDM and the pseudo-inverse.
+"""Inverse problems on held-out digits: OT-ODE vs D-Flow, flow-DPS, PiGDM and linear baselines.
 
 One fixed setting per method for all four tasks (see tessera.control.tasks), sigma_y = 0.05.
 Prints a PSNR/SSIM/judge-accuracy/NFE table and writes JSON; also OT-ODE's PSNR across
-start_time in {0.1, 0.2, 0.3}. NFE is velocity-network calls per image (tasks module).
+start_time in {0.1, 0.2, 0.3}, for its fixed setting and for each initialisation in
+INIT_VARIANTS (the paper's back-projection among them). OT-ODE's Gaussian stand-in for
+the prior is GaussianPrior.fit of the flow's training data ("fitted"), or, without one,
+N(flow mean, I) ("flow-isotropic"). NFE is velocity-network calls per image (tasks module).
 The summary compares OT-ODE with the best training-free baseline (flow-DPS, PiGDM, the
-pseudo-inverse) and, separately, with D-Flow.
+pseudo-inverse, the Gaussian posterior mean) and, separately, with D-Flow.
 
     .venv/bin/python benchmarks/inverse.py [--data digits|mnist5k] [--ckpt DIR] [--n 100]
         [--methods ...] [--out PATH] [--merge] [--resummarize]
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tessera.control import GaussianPrior
 from tessera.control.inverse import ot_ode
 from tessera.control.tasks import METHODS, OT_ODE_SETTINGS, TASKS, make_operator, reconstruct
 from tessera.data import digits, mnist5k
@@ -35,7 +39,15 @@ from tessera.metrics import digits_judge, mnist5k_judge, psnr, ssim
 
 #: the training-free baselines OT-ODE is compared with (flow-DPS is the issue's "the
 #: baseline"); D-Flow is an optimisation method ~90x the NFE and is compared separately
-BASELINES: tuple[str, ...] = ("dps", "pigdm", "pinv")
+BASELINES: tuple[str, ...] = ("dps", "pigdm", "pinv", "gaussian")
+#: OT-ODE's start-time sweep: (init, Gaussian stand-in of the prior); the fixed setting's
+#: pair is ("posterior-mean", "fitted")
+INIT_VARIANTS: tuple[tuple[str, str | None], ...] = (
+    ("backprojection", None),
+    ("posterior-mean", "flow-isotropic"),
+    ("posterior-mean", "fitted"),
+    ("posterior-sample", "fitted"),
+)
 
 
 def summarize(rows: list[dict], robustness: list[dict]) -> dict[str, dict[str, float]]:
@@ -57,6 +69,29 @@ def summarize(rows: list[dict], robustness: list[dict]) -> dict[str, dict[str, f
             "ot_ode_start_time_range_db": max(rob) - min(rob) if rob else nan,
         }
     return summary
+
+
+def init_ranges(ablation: list[dict]) -> list[dict]:
+    """Per task and (init, prior): OT-ODE's PSNR at each start time and its range (dB)."""
+    out = []
+    for task in TASKS:
+        for init, prior in INIT_VARIANTS:
+            by = {
+                r["start_time"]: r["psnr"]
+                for r in ablation
+                if (r["task"], r["init"], r.get("prior")) == (task, init, prior)
+            }
+            if by:
+                out.append(
+                    {
+                        "task": task,
+                        "init": init,
+                        "prior": prior,
+                        **{f"psnr_t{st:g}": p for st, p in sorted(by.items())},
+                        "range_db": max(by.values()) - min(by.values()),
+                    }
+                )
+    return out
 
 
 def main() -> None:
@@ -87,6 +122,7 @@ def main() -> None:
     if args.resummarize:
         done = json.loads(Path(args.out).read_text())
         done["summary"] = summarize(done["rows"], done["ot_ode_start_time"])
+        done["ot_ode_init_ranges"] = init_ranges(done.get("ot_ode_init_start_time", []))
         print(json.dumps(done["summary"], indent=2))
         _write(Path(args.out), done)
         return
@@ -110,6 +146,8 @@ def main() -> None:
     x_true = torch.from_numpy(np.array(ds.test_x[: args.n], dtype=np.float32))
     labels = np.asarray(ds.test_y[: args.n])
     judge = (digits_judge if args.data == "digits" else mnist5k_judge)(seed=args.seed)
+    # OT-ODE's Gaussian stand-in for the prior: the moments of the flow's training data
+    prior = GaussianPrior.fit(torch.from_numpy(np.array(ds.train_x, dtype=np.float32)))
     sample_shape = tuple(facts["sample_shape"])  # (D,) for an MLP, (1, H, W) for a U-Net
 
     def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -131,7 +169,7 @@ def main() -> None:
         )
         for method in args.methods:
             t = time.perf_counter()
-            res = reconstruct(v, op, y, args.sigma_y, method, generator=args.seed + 2)
+            res = reconstruct(v, op, y, args.sigma_y, method, prior=prior, generator=args.seed + 2)
             row = {
                 "task": task,
                 "method": method,
@@ -144,22 +182,28 @@ def main() -> None:
                 f"{task:9s} {method:7s} PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.3f}  judge {row['judge_accuracy']:.2f}  NFE {row['nfe']:6d}  {row['seconds']:.1f}s",
                 flush=True,
             )
-    robustness = []
+    robustness, ablation = [], []
     for task in TASKS if "ot-ode" in args.methods else ():
         op = make_operator(task, (h, w))
         gen = torch.Generator().manual_seed(args.seed + 1)
         y = op.forward(x_true) + args.sigma_y * torch.randn(
             args.n, op.out_dim if op.out_dim > 0 else h * w, generator=gen
         )
-        for st in (0.1, 0.2, 0.3):
-            kw = {**OT_ODE_SETTINGS, "start_time": st}
-            x = ot_ode(v, CondOT(), op, y, args.sigma_y, generator=args.seed + 2, **kw)
-            robustness.append(
-                {
-                    "task": task,
-                    "start_time": st,
-                    "psnr": psnr(x.clamp(-1, 1).numpy(), x_true.numpy()),
-                }
+        for init, stand_in in INIT_VARIANTS:
+            for st in (0.1, 0.2, 0.3):
+                kw = {**OT_ODE_SETTINGS, "start_time": st, "init": init}
+                kw["prior"] = prior if stand_in == "fitted" else None
+                x = ot_ode(v, CondOT(), op, y, args.sigma_y, generator=args.seed + 2, **kw)
+                row = {"task": task, "init": init, "prior": stand_in, "start_time": st}
+                row["psnr"] = psnr(x.clamp(-1, 1).numpy(), x_true.numpy())
+                ablation.append(row)
+                if (init, stand_in) == (OT_ODE_SETTINGS["init"], "fitted"):
+                    robustness.append({k: row[k] for k in ("task", "start_time", "psnr")})
+        for r in init_ranges([r for r in ablation if r["task"] == task]):
+            print(
+                f"{task:9s} OT-ODE {r['init']:16s} {r['prior']!s:14s} "
+                f"start-time range {r['range_db']:.2f} dB",
+                flush=True,
             )
     if earlier is not None:
         kept = [r for r in earlier["rows"] if r["method"] not in args.methods]
@@ -167,6 +211,7 @@ def main() -> None:
         rows = sorted(kept + rows, key=lambda r: order[(r["task"], r["method"])])
         if "ot-ode" not in args.methods:
             robustness = earlier["ot_ode_start_time"]
+            ablation = earlier.get("ot_ode_init_start_time", [])
     summary = summarize(rows, robustness)
     print(json.dumps(summary, indent=2))
     result = {
@@ -185,15 +230,22 @@ def main() -> None:
             "ckpt": args.ckpt,
             "seed": args.seed,
             "judge_test_accuracy": judge.test_accuracy_,
+            "ot_ode_init": OT_ODE_SETTINGS["init"]
+            if earlier is None or "ot-ode" in args.methods
+            else earlier["settings"].get("ot_ode_init", "backprojection"),
             "merged_from": None
             if earlier is None
             else {
                 "date": earlier["date"],
                 "methods": sorted({r["method"] for r in earlier["rows"]} - set(args.methods)),
+                "wall_time_s": (earlier["settings"].get("merged_from") or {}).get("wall_time_s")
+                or earlier["wall_time_s"],
             },
         },
         "rows": rows,
         "ot_ode_start_time": robustness,
+        "ot_ode_init_start_time": ablation,
+        "ot_ode_init_ranges": init_ranges(ablation),
         "summary": summary,
         "wall_time_s": time.perf_counter() - t0,
     }

@@ -30,7 +30,7 @@ def digits_ckpt(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("method", ["pinv", "ot-ode", "dps", "pigdm"])
+@pytest.mark.parametrize("method", ["pinv", "ot-ode", "dps", "pigdm", "gaussian"])
 def test_inverse_solve_writes_all_outputs(digits_ckpt, tmp_path, capsys, method: str) -> None:
     out = tmp_path / "inv"
     args = [

@@ -17,6 +17,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from tessera.control import GaussianPrior
     from tessera.control.tasks import make_operator, reconstruct
     from tessera.data import digits, mnist5k
     from tessera.errors import ValidationError
@@ -47,7 +48,15 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         return model(x.reshape(x.shape[0], *sample_shape), t).reshape(x.shape[0], -1)
 
     schedule = schedule_from_dict(facts.get("schedule", "cond_ot"))
-    res = reconstruct(velocity, op, y, args.sigma_y, args.method, schedule=schedule, generator=gen)
+    # OT-ODE starts from the posterior of a Gaussian fitted to the flow's training data
+    prior = (
+        GaussianPrior.fit(torch.from_numpy(np.array(ds.train_x, dtype=np.float32)))
+        if args.method in ("ot-ode", "gaussian")
+        else None
+    )
+    res = reconstruct(
+        velocity, op, y, args.sigma_y, args.method, schedule=schedule, prior=prior, generator=gen
+    )
     x = res.x.clamp(-1, 1).numpy()
     metrics: dict[str, Any] = {
         "task": args.task,
@@ -59,11 +68,10 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         "consistency_mean": float(res.consistency.mean()),
         "settings": res.settings,
     }
-    if name == "digits":
-        from tessera.metrics import digits_judge
+    from tessera.metrics import digits_judge, mnist5k_judge
 
-        judge = digits_judge()
-        metrics["judge_accuracy"] = float((judge.predict(x) == ds.test_y[: args.n]).mean())
+    judge = (digits_judge if name == "digits" else mnist5k_judge)()
+    metrics["judge_accuracy"] = float((judge.predict(x) == ds.test_y[: args.n]).mean())
     out = Path(args.out)
     buf = io.BytesIO()
     np.save(buf, x)
@@ -101,7 +109,12 @@ def add_parsers(sub: Any) -> None:
     so = inv.add_parser("solve", help="reconstruct held-out images from simulated measurements")
     so.add_argument("--ckpt", required=True, help="a flow trained by `tessera flows train`")
     so.add_argument("--task", required=True, choices=("inpaint", "superres", "deblur", "denoise"))
-    so.add_argument("--method", required=True, choices=("ot-ode", "dflow", "dps", "pigdm", "pinv"))
+    so.add_argument(
+        "--method",
+        required=True,
+        choices=("ot-ode", "dflow", "dps", "pigdm", "pinv", "gaussian"),
+        help="gaussian: the Wiener filter of a Gaussian fitted to the training data",
+    )
     so.add_argument(
         "--sigma-y", type=float, default=0.05, help="measurement noise sd (default 0.05)"
     )

@@ -2,6 +2,8 @@
 
 - :mod:`tessera.control.operators`: measurement operators A with adjoints and
   structured normal-equation solves.
+- :mod:`tessera.control.gaussian_prior`: a low-rank Gaussian prior and its exact
+  posterior, OT-ODE's time-aware initialisation.
 - :mod:`tessera.control.inverse`: OT-ODE / PiGDM for flows (Pokle et al.), the flow-DPS
   baseline, PiGDM on VP diffusion models, diffusion-to-flow conversion.
 - :mod:`tessera.control.dflow`: D-Flow source-point optimisation (Ben-Hamu et al.).
@@ -32,6 +34,7 @@ from tessera.control.finetune import (
     kl_certificate,
     refl,
 )
+from tessera.control.gaussian_prior import GaussianPrior
 from tessera.control.inverse import diffusion_to_flow, flow_dps, ot_ode, pigdm_vp
 from tessera.control.operators import (
     Denoise,
@@ -48,6 +51,7 @@ __all__ = [
     "Dense",
     "FineTuneResult",
     "GaussianBlur",
+    "GaussianPrior",
     "Inpaint",
     "KLCertificate",
     "LinearOperator",
