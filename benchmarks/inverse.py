@@ -235,12 +235,9 @@ def main() -> None:
             else earlier["settings"].get("ot_ode_init", "backprojection"),
             "merged_from": None
             if earlier is None
-            else {
-                "date": earlier["date"],
-                "methods": sorted({r["method"] for r in earlier["rows"]} - set(args.methods)),
-                "wall_time_s": (earlier["settings"].get("merged_from") or {}).get("wall_time_s")
-                or earlier["wall_time_s"],
-            },
+            else _provenance(
+                earlier, sorted({r["method"] for r in earlier["rows"]} - set(args.methods))
+            ),
         },
         "rows": rows,
         "ot_ode_start_time": robustness,
@@ -250,6 +247,15 @@ def main() -> None:
         "wall_time_s": time.perf_counter() - t0,
     }
     _write(Path(args.out), result)
+
+
+def _provenance(earlier: dict, kept: list[str]) -> dict:
+    """Where the kept rows of a --merge run were measured: the run that produced them,
+    followed back through earlier merges while they kept those methods too."""
+    source = earlier["settings"].get("merged_from")
+    if source and set(kept) <= set(source["methods"]) and "wall_time_s" in source:
+        return {**source, "methods": kept}
+    return {"date": earlier["date"], "methods": kept, "wall_time_s": earlier["wall_time_s"]}
 
 
 def _write(out: Path, result: dict) -> None:

@@ -22,14 +22,13 @@ deblur).
 OT-ODE's initialisation: Pokle et al. start from the noised back-projection, which is
 zero on the null space of A and knows nothing of the prior's correlations. On 28x28
 MNIST-5k (background -1) that made bottom-half inpainting depend on the start time:
-PSNR 14.43 / 14.01 / 13.03 dB at t' = 0.1 / 0.2 / 0.3 (32 held-out digits; 1.77 dB range
-on 100). The fixed setting starts from the posterior mean of a Gaussian fitted to the
-flow's training data (``init="posterior-mean"`` with ``prior=GaussianPrior.fit(train)``;
+PSNR 14.43 / 14.01 / 13.03 dB at t' = 0.1 / 0.2 / 0.3 (32 held-out digits). The fixed
+setting starts from the posterior mean of a Gaussian fitted to the flow's training data
+(``init="posterior-mean"`` with ``prior=GaussianPrior.fit(train)``;
 :mod:`tessera.control.inverse`), chosen on that failure: its inpainting range is 0.09 dB
-and every task's PSNR is as good or better (``benchmarks/inverse.py`` records all three
-inits at all three start times, on digits and MNIST-5k). Without a fitted prior the
-stand-in is N(flow mean, I), which fixes the mean only (range 0.77 dB on the 32 digits,
-1.08 on 100).
+and no task's PSNR at t' = 0.2 is lower (``benchmarks/inverse.py`` sweeps the start
+time for every init, on digits and MNIST-5k). Without a fitted prior the stand-in is
+N(flow mean, I), which fixes the mean only (inpainting range 0.77 dB).
 
 Baselines: OT-ODE's comparison (Pokle et al.; research note OT-2) is with the other
 training-free methods at their own single setting: the pseudo-inverse, flow-DPS and PiGDM
