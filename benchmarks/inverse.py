@@ -179,7 +179,7 @@ def main() -> None:
             }
             rows.append(row)
             print(
-                f"{task:9s} {method:7s} PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.3f}  judge {row['judge_accuracy']:.2f}  NFE {row['nfe']:6d}  {row['seconds']:.1f}s",
+                f"{task:9s} {method:8s} PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.3f}  judge {row['judge_accuracy']:.2f}  NFE {row['nfe']:6d}  {row['seconds']:.1f}s",
                 flush=True,
             )
     robustness, ablation = [], []

@@ -34,9 +34,9 @@ Baselines: OT-ODE's comparison (Pokle et al.; research note OT-2) is with the ot
 training-free methods at their own single setting: the pseudo-inverse, flow-DPS and PiGDM
 on the model's VP version, and the Gaussian posterior mean from the same fitted prior
 OT-ODE starts from (an MMSE estimate under a Gaussian prior, strong in PSNR where the
-posterior is wide: it is blurry where OT-ODE draws a sample). D-Flow is not one of them: it optimises the source point
-through the solver with about 90 times the NFE, and ``benchmarks/inverse.py`` reports it
-beside OT-ODE separately.
+posterior is wide: it is blurry where OT-ODE draws a sample). D-Flow is not one of them:
+it optimises the source point through the solver with about 90 times the NFE, and
+``benchmarks/inverse.py`` reports it beside OT-ODE separately.
 
 ``InverseResult.settings["nfe"]`` is the number of velocity-network calls per image (a
 batched call counts once), counted by wrapping the velocity, so it includes D-Flow's line
@@ -81,6 +81,10 @@ OT_ODE_SETTINGS: dict[str, Any] = {
     "steps": 100,
     "init": "posterior-mean",
 }
+
+
+def _describe(prior: GaussianPrior) -> str:
+    return f"GaussianPrior(rank={prior.eigenvalues.shape[0]}, floor={prior.floor:.3g})"
 
 
 def make_operator(task: Task, image_shape: Sequence[int]) -> LinearOperator:
@@ -172,11 +176,7 @@ def reconstruct(
         x = ot_ode(
             counted, sched, operator, y, sigma_y, prior=prior, generator=generator, **settings
         )
-        settings["prior"] = (
-            "N(flow mean, I)"
-            if prior is None
-            else f"GaussianPrior(rank={prior.eigenvalues.shape[0]}, floor={prior.floor:.3g})"
-        )
+        settings["prior"] = "N(flow mean, I)" if prior is None else _describe(prior)
     elif method == "dps":
         settings = {"step_size": 1.0, "steps": 100}
         x = flow_dps(counted, sched, operator, y, generator=generator, **settings)
@@ -213,7 +213,7 @@ def reconstruct(
                 "method 'gaussian' needs prior=GaussianPrior.fit(training data), "
                 f"got prior={type(prior).__name__}"
             )
-        settings = {"prior": f"GaussianPrior(rank={prior.eigenvalues.shape[0]})"}
+        settings = {"prior": _describe(prior)}
         x = prior.posterior_mean(operator, y, sigma_y**2)
     else:
         settings = {"regulariser": max(sigma_y**2, 1e-6)}
